@@ -1,0 +1,40 @@
+//! Verdict counters: one slot per outcome in the per-CPU STATS array.
+
+macro_rules! counters {
+    ($($id:ident = $idx:literal, $name:literal, $help:literal;)*) => {
+        $(pub const $id: u32 = $idx;)*
+        /// (name, meaning) of every counter, indexed by id.
+        pub const ALL: &[(&str, &str)] = &[$(($name, $help)),*];
+    };
+}
+
+counters! {
+    ENCAP = 0, "encap", "frames from a port encapsulated to a remote VTEP";
+    DECAP = 1, "decap", "VXLAN frames decapsulated into a local port";
+    LOCAL = 2, "local", "frames switched between two local ports of one VNI";
+    ARP_REPLY = 3, "arp_reply", "ARP requests answered from the neighbour table";
+    NEIGH_RESOLVE = 4, "neigh_resolve", "encapsulated frames handed to the kernel to resolve the underlay next hop";
+    DROP_NO_FDB = 5, "drop_no_fdb", "unicast to a MAC neither local nor in the FDB";
+    DROP_ARP_MISS = 6, "drop_arp_miss", "broadcast ARP the neighbour table cannot answer";
+    DROP_BUM = 7, "drop_bum", "broadcast or multicast frames other than ARP requests";
+    DROP_MALFORMED = 8, "drop_malformed", "frames from a port too short to parse";
+    DROP_NOT_PORT = 9, "drop_not_port", "frames on an interface that is not a configured port";
+    DROP_NO_ROUTE = 10, "drop_no_route", "no underlay route or next hop to the remote VTEP";
+    DROP_ENCAP_FAIL = 11, "drop_encap_fail", "the kernel refused to make room for the outer headers";
+    DROP_NOT_READY = 12, "drop_not_ready", "frames seen before the tunnel was configured";
+    PASS_NOT_VXLAN = 13, "pass_not_vxlan", "underlay frames that are not VXLAN for this VTEP (left to the host)";
+    PASS_BAD_VXLAN = 14, "pass_bad_vxlan", "VXLAN frames with bad flags, checksum or lengths (left to the host)";
+    PASS_NO_PORT = 15, "pass_no_port", "VXLAN frames whose VNI and inner destination match no local port";
+    DROP_DECAP_FAIL = 16, "drop_decap_fail", "the kernel refused to remove the outer headers";
+}
+
+pub const COUNT: u32 = ALL.len() as u32;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_index_names() {
+        assert_eq!(super::ALL[super::PASS_NO_PORT as usize].0, "pass_no_port");
+        assert_eq!(super::COUNT, 17);
+    }
+}

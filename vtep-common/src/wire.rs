@@ -1,0 +1,368 @@
+//! On-the-wire layout (RFC 7348 over IPv4, RFC 826 ARP) and the pure helpers that build and
+//! check headers. The eBPF programs call these on stack copies of packet bytes, and the
+//! host tests call them directly, so both sides agree on every byte.
+
+pub const ETH_LEN: usize = 14;
+pub const IPV4_LEN: usize = 20;
+pub const UDP_LEN: usize = 8;
+pub const VXLAN_LEN: usize = 8;
+/// Outer Ethernet + IPv4 + UDP + VXLAN: what encapsulation adds in front of the inner frame.
+pub const ENCAP_LEN: usize = ETH_LEN + IPV4_LEN + UDP_LEN + VXLAN_LEN;
+/// Bytes inserted after the outer Ethernet header when growing a frame for encapsulation.
+pub const ENCAP_ROOM: usize = ENCAP_LEN;
+/// An Ethernet frame carrying an IPv4-over-Ethernet ARP packet.
+pub const ARP_FRAME_LEN: usize = ETH_LEN + 28;
+
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_ARP: u16 = 0x0806;
+pub const IPPROTO_UDP: u8 = 17;
+pub const VXLAN_PORT: u16 = 4789;
+/// The I flag: the VNI field is valid. All other flag bits are reserved.
+pub const VXLAN_FLAG_VNI: u8 = 0x08;
+pub const DEFAULT_TTL: u8 = 64;
+/// The kernel's default source port range (IANA dynamic ports).
+pub const SRCPORT_MIN: u16 = 49152;
+pub const SRCPORT_MAX: u16 = 65535;
+
+const ARP_OP_REQUEST: u16 = 1;
+const ARP_OP_REPLY: u16 = 2;
+
+#[inline(always)]
+pub const fn is_multicast(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 == 1
+}
+
+/// Internet checksum of a 20-byte IPv4 header (its checksum field taken as zero), ready to
+/// store big-endian.
+#[inline(always)]
+pub fn ipv4_checksum(hdr: &[u8; IPV4_LEN]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut i = 0;
+    while i < IPV4_LEN {
+        if i != 10 {
+            sum += u16::from_be_bytes([hdr[i], hdr[i + 1]]) as u32;
+        }
+        i += 2;
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// True when a received IPv4 header's checksum verifies.
+#[inline(always)]
+pub fn ipv4_checksum_ok(hdr: &[u8; IPV4_LEN]) -> bool {
+    ipv4_checksum(hdr) == u16::from_be_bytes([hdr[10], hdr[11]])
+}
+
+/// Outer UDP source port from the inner flow hash, spread over `min..=max` the way the kernel
+/// does (multiply-shift, no division), so ECMP in the underlay sees per-flow entropy.
+#[inline(always)]
+pub fn src_port(hash: u32, min: u16, max: u16) -> u16 {
+    if max <= min {
+        return min;
+    }
+    let span = (max - min) as u64 + 1;
+    (((hash as u64) * span) >> 32) as u16 + min
+}
+
+/// What the outer headers of one encapsulated frame carry.
+#[derive(Clone, Copy, Debug)]
+pub struct Outer {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    pub src_ip: [u8; 4],
+    pub dst_ip: [u8; 4],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub vni: u32,
+    pub ttl: u8,
+    pub tos: u8,
+    /// Length of the inner Ethernet frame.
+    pub inner_len: u16,
+}
+
+/// Outer Ethernet, IPv4 (DF, valid checksum), UDP (checksum 0, as RFC 7348 allows on IPv4)
+/// and VXLAN headers for `o`, in wire order.
+#[inline(always)]
+pub fn outer_headers(o: &Outer) -> [u8; ENCAP_LEN] {
+    let mut h = [0u8; ENCAP_LEN];
+    h[0..6].copy_from_slice(&o.dst_mac);
+    h[6..12].copy_from_slice(&o.src_mac);
+    h[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+
+    let udp_len = (UDP_LEN + VXLAN_LEN) as u16 + o.inner_len;
+    let tot_len = IPV4_LEN as u16 + udp_len;
+    let mut ip = [0u8; IPV4_LEN];
+    ip[0] = 0x45;
+    ip[1] = o.tos;
+    ip[2..4].copy_from_slice(&tot_len.to_be_bytes());
+    ip[6] = 0x40; // DF: a VTEP never fragments (RFC 7348 section 4.3)
+    ip[8] = o.ttl;
+    ip[9] = IPPROTO_UDP;
+    ip[12..16].copy_from_slice(&o.src_ip);
+    ip[16..20].copy_from_slice(&o.dst_ip);
+    let csum = ipv4_checksum(&ip);
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    h[ETH_LEN..ETH_LEN + IPV4_LEN].copy_from_slice(&ip);
+
+    let udp = ETH_LEN + IPV4_LEN;
+    h[udp..udp + 2].copy_from_slice(&o.src_port.to_be_bytes());
+    h[udp + 2..udp + 4].copy_from_slice(&o.dst_port.to_be_bytes());
+    h[udp + 4..udp + 6].copy_from_slice(&udp_len.to_be_bytes());
+
+    let vx = udp + UDP_LEN;
+    h[vx] = VXLAN_FLAG_VNI;
+    h[vx + 4..vx + 8].copy_from_slice(&(o.vni << 8).to_be_bytes());
+    h
+}
+
+/// The VNI of a VXLAN header, if it is one this VTEP accepts: I flag set and every reserved
+/// bit clear, as the kernel's vxlan driver demands.
+#[inline(always)]
+pub fn vxlan_vni(h: &[u8; VXLAN_LEN]) -> Option<u32> {
+    if h[0] != VXLAN_FLAG_VNI || h[1] != 0 || h[2] != 0 || h[3] != 0 || h[7] != 0 {
+        return None;
+    }
+    Some(u32::from_be_bytes([0, h[4], h[5], h[6]]))
+}
+
+/// Outer headers plus the inner Ethernet header: the least a decapsulable frame holds.
+pub const DECAP_MIN: usize = ENCAP_LEN + ETH_LEN;
+
+/// Why a frame on the underlay is not decapsulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// Not IPv4/UDP to this VTEP's address and port: the host's own traffic.
+    NotVxlan,
+    /// Addressed to the VTEP but malformed: bad flags, checksum, lengths, or a fragment.
+    BadVxlan,
+}
+
+/// A VXLAN frame this VTEP accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decap {
+    pub vni: u32,
+    pub inner_dst: [u8; 6],
+    /// Bytes after the IP datagram (Ethernet padding), not part of the inner frame.
+    pub padding: usize,
+}
+
+/// Checks the first `DECAP_MIN` bytes of a frame of `frame_len` bytes received on the
+/// underlay. `gso` marks a kernel super-packet whose outer lengths are only a template and
+/// cannot be checked against the frame.
+#[inline(always)]
+pub fn parse_vxlan(
+    h: &[u8; DECAP_MIN],
+    frame_len: usize,
+    local_ip: [u8; 4],
+    udp_port: u16,
+    gso: bool,
+) -> Result<Decap, Reject> {
+    const IP: usize = ETH_LEN;
+    const UDP: usize = IP + IPV4_LEN;
+    const VX: usize = UDP + UDP_LEN;
+    let to_us = u16::from_be_bytes([h[12], h[13]]) == ETH_P_IP
+        && h[IP] == 0x45
+        && h[IP + 9] == IPPROTO_UDP
+        && h[IP + 16..IP + 20] == local_ip
+        && u16::from_be_bytes([h[UDP + 2], h[UDP + 3]]) == udp_port;
+    if !to_us {
+        return Err(Reject::NotVxlan);
+    }
+    let mut ip = [0u8; IPV4_LEN];
+    ip.copy_from_slice(&h[IP..UDP]);
+    let mut vx = [0u8; VXLAN_LEN];
+    vx.copy_from_slice(&h[VX..VX + VXLAN_LEN]);
+    let vni = vxlan_vni(&vx).ok_or(Reject::BadVxlan)?;
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+    if fragment || !ipv4_checksum_ok(&ip) {
+        return Err(Reject::BadVxlan);
+    }
+    let mut padding = 0;
+    if !gso {
+        let tot_len = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+        let udp_len = u16::from_be_bytes([h[UDP + 4], h[UDP + 5]]) as usize;
+        if tot_len < DECAP_MIN - ETH_LEN || tot_len + ETH_LEN > frame_len || udp_len != tot_len - IPV4_LEN {
+            return Err(Reject::BadVxlan);
+        }
+        padding = frame_len - ETH_LEN - tot_len;
+    }
+    let mut inner_dst = [0u8; 6];
+    inner_dst.copy_from_slice(&h[ENCAP_LEN..ENCAP_LEN + 6]);
+    Ok(Decap { vni, inner_dst, padding })
+}
+
+/// The target IP of an Ethernet/IPv4 ARP request, unless it is gratuitous (a host announcing
+/// itself must not be answered).
+#[inline(always)]
+pub fn arp_request_target(f: &[u8; ARP_FRAME_LEN]) -> Option<[u8; 4]> {
+    let a = ETH_LEN;
+    let well_formed = u16::from_be_bytes([f[12], f[13]]) == ETH_P_ARP
+        && u16::from_be_bytes([f[a], f[a + 1]]) == 1
+        && u16::from_be_bytes([f[a + 2], f[a + 3]]) == ETH_P_IP
+        && f[a + 4] == 6
+        && f[a + 5] == 4
+        && u16::from_be_bytes([f[a + 6], f[a + 7]]) == ARP_OP_REQUEST;
+    let sender_ip = [f[a + 14], f[a + 15], f[a + 16], f[a + 17]];
+    let target_ip = [f[a + 24], f[a + 25], f[a + 26], f[a + 27]];
+    (well_formed && sender_ip != target_ip).then_some(target_ip)
+}
+
+/// Turns an ARP request into the reply `target_mac` would send, in place.
+#[inline(always)]
+pub fn arp_reply(f: &mut [u8; ARP_FRAME_LEN], target_mac: &[u8; 6]) {
+    let a = ETH_LEN;
+    let mut requester_mac = [0u8; 6];
+    requester_mac.copy_from_slice(&f[a + 8..a + 14]);
+    let mut requester_ip = [0u8; 4];
+    requester_ip.copy_from_slice(&f[a + 14..a + 18]);
+    let mut target_ip = [0u8; 4];
+    target_ip.copy_from_slice(&f[a + 24..a + 28]);
+
+    f[0..6].copy_from_slice(&requester_mac);
+    f[6..12].copy_from_slice(target_mac);
+    f[a + 6..a + 8].copy_from_slice(&ARP_OP_REPLY.to_be_bytes());
+    f[a + 8..a + 14].copy_from_slice(target_mac);
+    f[a + 14..a + 18].copy_from_slice(&target_ip);
+    f[a + 18..a + 24].copy_from_slice(&requester_mac);
+    f[a + 24..a + 28].copy_from_slice(&requester_ip);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Outer {
+        Outer {
+            dst_mac: [2, 0, 0, 0, 0, 3],
+            src_mac: [2, 0, 0, 0, 0, 2],
+            src_ip: [192, 168, 104, 2],
+            dst_ip: [192, 168, 104, 3],
+            src_port: 50000,
+            dst_port: VXLAN_PORT,
+            vni: 42,
+            ttl: 64,
+            tos: 0,
+            inner_len: 98,
+        }
+    }
+
+    #[test]
+    fn outer_headers_follow_rfc7348() {
+        let h = outer_headers(&sample());
+        assert_eq!(&h[12..14], &[0x08, 0x00]);
+        let ip: [u8; 20] = h[14..34].try_into().unwrap();
+        assert_eq!(ip[0], 0x45);
+        assert_eq!(u16::from_be_bytes([ip[2], ip[3]]), 20 + 8 + 8 + 98);
+        assert_eq!(ip[8], 64);
+        assert_eq!(ip[9], 17);
+        assert!(ipv4_checksum_ok(&ip));
+        assert_eq!(u16::from_be_bytes([h[34], h[35]]), 50000);
+        assert_eq!(u16::from_be_bytes([h[36], h[37]]), 4789);
+        assert_eq!(u16::from_be_bytes([h[38], h[39]]), 8 + 8 + 98);
+        assert_eq!(&h[40..42], &[0, 0], "UDP checksum is zero");
+        assert_eq!(&h[42..50], &[0x08, 0, 0, 0, 0, 0, 42, 0]);
+        assert_eq!(vxlan_vni(&h[42..50].try_into().unwrap()), Some(42));
+    }
+
+    #[test]
+    fn checksum_matches_a_known_header() {
+        // The worked example of the IPv4 header checksum in common references.
+        let hdr = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(ipv4_checksum(&hdr), 0xb861);
+        assert!(ipv4_checksum_ok(&hdr));
+    }
+
+    #[test]
+    fn vxlan_rejects_reserved_bits() {
+        assert_eq!(vxlan_vni(&[0x08, 0, 0, 0, 0xff, 0xff, 0xff, 0]), Some(VNI_MAX));
+        assert_eq!(vxlan_vni(&[0x00, 0, 0, 0, 0, 0, 42, 0]), None);
+        assert_eq!(vxlan_vni(&[0x0c, 0, 0, 0, 0, 0, 42, 0]), None);
+        assert_eq!(vxlan_vni(&[0x08, 0, 1, 0, 0, 0, 42, 0]), None);
+        assert_eq!(vxlan_vni(&[0x08, 0, 0, 0, 0, 0, 42, 1]), None);
+    }
+
+    use crate::VNI_MAX;
+
+    #[test]
+    fn src_port_stays_in_range() {
+        for hash in [0, 1, 0x8000_0000, u32::MAX, 0x1234_5678] {
+            let p = src_port(hash, SRCPORT_MIN, SRCPORT_MAX);
+            assert!((SRCPORT_MIN..=SRCPORT_MAX).contains(&p));
+        }
+        assert_eq!(src_port(u32::MAX, 1000, 1001), 1001);
+        assert_eq!(src_port(0, 1000, 1001), 1000);
+        assert_eq!(src_port(7, 5, 5), 5);
+    }
+
+    fn vxlan_frame(inner_len: usize) -> [u8; DECAP_MIN] {
+        let o = Outer { inner_len: inner_len as u16, ..sample() };
+        let mut f = [0u8; DECAP_MIN];
+        f[..ENCAP_LEN].copy_from_slice(&outer_headers(&o));
+        f[ENCAP_LEN..ENCAP_LEN + 6].copy_from_slice(&[2, 0x42, 0xc0, 0xa8, 0, 3]);
+        f
+    }
+
+    #[test]
+    fn parse_accepts_what_outer_headers_builds() {
+        let f = vxlan_frame(98);
+        let d = parse_vxlan(&f, ENCAP_LEN + 98, [192, 168, 104, 3], VXLAN_PORT, false).unwrap();
+        assert_eq!(d, Decap { vni: 42, inner_dst: [2, 0x42, 0xc0, 0xa8, 0, 3], padding: 0 });
+        let padded = parse_vxlan(&f, ENCAP_LEN + 98 + 4, [192, 168, 104, 3], VXLAN_PORT, false).unwrap();
+        assert_eq!(padded.padding, 4);
+    }
+
+    #[test]
+    fn parse_rejects_other_traffic_and_damage() {
+        let local = [192, 168, 104, 3];
+        let len = ENCAP_LEN + 98;
+        let f = vxlan_frame(98);
+        assert_eq!(parse_vxlan(&f, len, [10, 0, 0, 1], VXLAN_PORT, false), Err(Reject::NotVxlan));
+        assert_eq!(parse_vxlan(&f, len, local, 8472, false), Err(Reject::NotVxlan));
+        let mut bad = f;
+        bad[14 + 8] ^= 1; // TTL changed, checksum stale
+        assert_eq!(parse_vxlan(&bad, len, local, VXLAN_PORT, false), Err(Reject::BadVxlan));
+        let mut bad = f;
+        bad[42] = 0; // I flag clear
+        assert_eq!(parse_vxlan(&bad, len, local, VXLAN_PORT, false), Err(Reject::BadVxlan));
+        assert_eq!(parse_vxlan(&f, len - 1, local, VXLAN_PORT, false), Err(Reject::BadVxlan), "truncated");
+        assert!(parse_vxlan(&f, len - 1, local, VXLAN_PORT, true).is_ok(), "GSO lengths are a template");
+    }
+
+    fn request(sender: [u8; 4], target: [u8; 4]) -> [u8; ARP_FRAME_LEN] {
+        let mut f = [0u8; ARP_FRAME_LEN];
+        f[0..6].copy_from_slice(&[0xff; 6]);
+        f[6..12].copy_from_slice(&[2, 0x42, 0xc0, 0xa8, 0, 2]);
+        f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
+        f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        f[22..28].copy_from_slice(&[2, 0x42, 0xc0, 0xa8, 0, 2]);
+        f[28..32].copy_from_slice(&sender);
+        f[38..42].copy_from_slice(&target);
+        f
+    }
+
+    #[test]
+    fn arp_request_is_answered_for_its_target() {
+        let mut f = request([12, 12, 12, 2], [12, 12, 12, 3]);
+        assert_eq!(arp_request_target(&f), Some([12, 12, 12, 3]));
+        let mac = [2, 0x42, 0xc0, 0xa8, 0, 3];
+        arp_reply(&mut f, &mac);
+        assert_eq!(&f[0..6], &[2, 0x42, 0xc0, 0xa8, 0, 2]);
+        assert_eq!(&f[6..12], &mac);
+        assert_eq!(&f[20..22], &[0, 2]);
+        assert_eq!(&f[22..28], &mac);
+        assert_eq!(&f[28..32], &[12, 12, 12, 3]);
+        assert_eq!(&f[32..38], &[2, 0x42, 0xc0, 0xa8, 0, 2]);
+        assert_eq!(&f[38..42], &[12, 12, 12, 2]);
+        assert_eq!(arp_request_target(&f), None, "a reply is not a request");
+    }
+
+    #[test]
+    fn gratuitous_arp_is_not_answered() {
+        assert_eq!(arp_request_target(&request([12, 12, 12, 2], [12, 12, 12, 2])), None);
+    }
+}

@@ -1,0 +1,111 @@
+//! VXLAN decapsulation on the underlay device, at XDP or at TC ingress. Only well-formed
+//! VXLAN for this VTEP, for a VNI and MAC of a local port, is taken; every other frame goes
+//! on to the host unchanged, so the host's own traffic over the underlay never breaks.
+//!
+//! TC is the default: it keeps the skb, so checksum-offload state and GSO super-packets from
+//! a veth underlay survive. XDP is faster on a NIC, but on veth it turns skbs into frames and
+//! drops CHECKSUM_PARTIAL, which breaks TCP from senders on the same machine.
+
+use aya_ebpf::{
+    bindings::{
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+        xdp_action::{XDP_ABORTED, XDP_PASS},
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_OK, TC_ACT_SHOT,
+    },
+    helpers::{bpf_redirect, bpf_redirect_peer, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    programs::{TcContext, XdpContext},
+};
+use vtep_common::{
+    counter,
+    wire::{self, Decap, Reject, DECAP_MIN, ENCAP_LEN, ETH_LEN, ETH_P_IP},
+    MacVni,
+};
+
+use crate::{
+    maps::{CONFIG, LOCAL},
+    stats::count,
+};
+
+const ETH_P_IPV6: u16 = 0x86dd;
+
+/// The local port a frame is for, or why the host keeps it.
+fn classify(h: &[u8; DECAP_MIN], frame_len: usize, gso: bool) -> Result<(Decap, u32), u32> {
+    let Some(cfg) = CONFIG.get(0) else {
+        return Err(counter::PASS_NOT_VXLAN);
+    };
+    if cfg.ready == 0 {
+        return Err(counter::PASS_NOT_VXLAN);
+    }
+    let d = match wire::parse_vxlan(h, frame_len, cfg.local_ip, cfg.udp_port, gso) {
+        Ok(d) => d,
+        Err(Reject::NotVxlan) => return Err(counter::PASS_NOT_VXLAN),
+        Err(Reject::BadVxlan) => return Err(counter::PASS_BAD_VXLAN),
+    };
+    match unsafe { LOCAL.get(MacVni::new(d.inner_dst, d.vni)) } {
+        Some(&port) => Ok((d, port)),
+        None => Err(counter::PASS_NO_PORT),
+    }
+}
+
+pub fn underlay_xdp(ctx: &XdpContext) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + DECAP_MIN > end {
+        count(counter::PASS_NOT_VXLAN);
+        return XDP_PASS;
+    }
+    // One copy of the headers onto the stack: every check then works on plain bytes.
+    let h: [u8; DECAP_MIN] = unsafe { (start as *const [u8; DECAP_MIN]).read_unaligned() };
+    let (d, port) = match classify(&h, end - start, false) {
+        Ok(found) => found,
+        Err(reason) => {
+            count(reason);
+            return XDP_PASS;
+        }
+    };
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, ENCAP_LEN as i32) } != 0 {
+        return XDP_ABORTED;
+    }
+    if d.padding > 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(d.padding as i32)) } != 0 {
+        return XDP_ABORTED;
+    }
+    count(counter::DECAP);
+    unsafe { bpf_redirect(port, 0) as u32 }
+}
+
+pub fn underlay_tc(ctx: &TcContext) -> i32 {
+    let Ok(h) = ctx.load::<[u8; DECAP_MIN]>(0) else {
+        count(counter::PASS_NOT_VXLAN);
+        return TC_ACT_OK as i32;
+    };
+    let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
+    let (_, port) = match classify(&h, ctx.len() as usize, gso) {
+        Ok(found) => found,
+        Err(reason) => {
+            count(reason);
+            return TC_ACT_OK as i32;
+        }
+    };
+    let mut inner_eth = [0u8; ETH_LEN];
+    inner_eth.copy_from_slice(&h[ENCAP_LEN..]);
+    let inner_type = u16::from_be_bytes([inner_eth[12], inner_eth[13]]);
+    let mut flags = BPF_F_ADJ_ROOM_FIXED_GSO as u64;
+    if inner_type == ETH_P_IPV6 {
+        flags |= BPF_F_ADJ_ROOM_DECAP_L3_IPV6 as u64;
+    }
+    // Removes outer IPv4, UDP, VXLAN and the inner Ethernet header; the outer Ethernet
+    // header then becomes the inner one.
+    if ctx.adjust_room(-(ENCAP_LEN as i32), BPF_ADJ_ROOM_MAC, flags).is_err()
+        || ctx.store(0, &inner_eth, 0).is_err()
+    {
+        count(counter::DROP_DECAP_FAIL);
+        return TC_ACT_SHOT as i32;
+    }
+    count(counter::DECAP);
+    if inner_type == ETH_P_IP || inner_type == ETH_P_IPV6 {
+        // Straight into the container's ingress, skipping the veth's backlog queue.
+        unsafe { bpf_redirect_peer(port, 0) as i32 }
+    } else {
+        // Through the veth, which re-derives skb->protocol for non-IP frames (ARP).
+        unsafe { bpf_redirect(port, 0) as i32 }
+    }
+}

@@ -1,0 +1,45 @@
+//! vtep data path: a VXLAN tunnel endpoint in two programs.
+//!
+//! * `vtep_port` (TC ingress on the host side of every container veth): proxy ARP, local
+//!   switching and encapsulation towards remote VTEPs.
+//! * `vtep_underlay_tc` or `vtep_underlay_xdp` (on the underlay device): decapsulation into
+//!   local ports; anything else goes on to the host untouched.
+#![no_std]
+#![no_main]
+
+mod decap;
+mod encap;
+mod maps;
+mod port;
+mod stats;
+
+use aya_ebpf::{
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+
+#[classifier]
+pub fn vtep_port(ctx: TcContext) -> i32 {
+    port::ingress(&ctx)
+}
+
+#[xdp]
+pub fn vtep_underlay_xdp(ctx: XdpContext) -> u32 {
+    decap::underlay_xdp(&ctx)
+}
+
+#[classifier]
+pub fn vtep_underlay_tc(ctx: TcContext) -> i32 {
+    decap::underlay_tc(&ctx)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+// GPL-compatible, or the kernel refuses bpf_redirect_neigh and bpf_fib_lookup.
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

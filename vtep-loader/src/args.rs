@@ -1,0 +1,224 @@
+//! Typed command-line values (MAC, VNI, UDP port, IPv4 prefix, names) and the iproute2-style
+//! `KEYWORD VALUE` parser. Each parse error is one line naming the bad value.
+
+use std::{collections::BTreeMap, fmt, net::Ipv4Addr, str::FromStr};
+
+use anyhow::{anyhow, bail, Result};
+use vtep_common::{IFNAME_MAX, NETNS_NAME_MAX, VNI_MAX};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 6]);
+
+impl FromStr for Mac {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || anyhow!("invalid MAC address \"{s}\" (expected xx:xx:xx:xx:xx:xx)");
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 6 {
+            return Err(bad());
+        }
+        let mut mac = [0u8; 6];
+        for (byte, part) in mac.iter_mut().zip(parts) {
+            if part.is_empty() || part.len() > 2 {
+                return Err(bad());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        }
+        Ok(Mac(mac))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+impl Mac {
+    /// A MAC a container port may own: unicast and not all zeros.
+    pub fn check_unicast(self) -> Result<Self> {
+        if self.0[0] & 1 == 1 || self.0 == [0; 6] {
+            bail!("MAC address {self} is not a unicast address");
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Vni(pub u32);
+
+impl FromStr for Vni {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.parse::<u32>() {
+            Ok(v) if v <= VNI_MAX => Ok(Vni(v)),
+            _ => bail!("invalid VNI \"{s}\" (expected 0..={VNI_MAX})"),
+        }
+    }
+}
+
+/// A UDP port: 1..=65535 (0 is not a port one can send to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpPort(pub u16);
+
+impl FromStr for UdpPort {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.parse::<u16>() {
+            Ok(p) if p != 0 => Ok(UdpPort(p)),
+            _ => bail!("invalid UDP port \"{s}\" (expected 1..=65535)"),
+        }
+    }
+}
+
+pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr> {
+    s.parse().map_err(|_| anyhow!("invalid IPv4 address \"{s}\""))
+}
+
+/// An interface address with its prefix, `12.12.12.2/24`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Prefix {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+impl FromStr for Ipv4Prefix {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || anyhow!("invalid address \"{s}\" (expected IPv4/PREFIX, like 12.12.12.2/24)");
+        let (addr, len) = s.split_once('/').ok_or_else(bad)?;
+        let addr = addr.parse().map_err(|_| bad())?;
+        let len: u8 = len.parse().map_err(|_| bad())?;
+        if len > 32 {
+            return Err(bad());
+        }
+        Ok(Ipv4Prefix { addr, len })
+    }
+}
+
+impl fmt::Display for Ipv4Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// A network namespace name as `ip netns` accepts it.
+pub fn parse_netns(s: &str) -> Result<String> {
+    if s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\0') {
+        bail!("invalid namespace name \"{s}\"");
+    }
+    if s.len() >= NETNS_NAME_MAX {
+        bail!("namespace name \"{s}\" is longer than {} bytes", NETNS_NAME_MAX - 1);
+    }
+    Ok(s.to_string())
+}
+
+/// An interface name as the kernel accepts it (IFNAMSIZ).
+pub fn parse_ifname(s: &str) -> Result<String> {
+    if s.is_empty() || s.len() >= IFNAME_MAX || s.contains(['/', ' ', ':', '\0']) {
+        bail!("invalid interface name \"{s}\" (1 to {} characters, no '/', ':' or spaces)", IFNAME_MAX - 1);
+    }
+    Ok(s.to_string())
+}
+
+pub fn parse_mtu(s: &str) -> Result<u32> {
+    match s.parse::<u32>() {
+        Ok(m) if (68..=65535).contains(&m) => Ok(m),
+        _ => bail!("invalid MTU \"{s}\" (expected 68..=65535)"),
+    }
+}
+
+/// `KEYWORD VALUE` pairs after a command's positional arguments, as iproute2 takes them
+/// (`dst 192.168.104.3 vni 42 port 4789`).
+pub struct Keywords(BTreeMap<&'static str, String>);
+
+impl Keywords {
+    /// Splits `args` into pairs; every keyword must be one of `allowed`, at most once.
+    pub fn parse(args: &[String], allowed: &[&'static str]) -> Result<Self> {
+        let mut map = BTreeMap::new();
+        let mut it = args.iter();
+        while let Some(word) = it.next() {
+            let Some(&key) = allowed.iter().find(|k| **k == word.as_str()) else {
+                bail!("unknown argument \"{word}\" (expected one of: {})", allowed.join(", "));
+            };
+            let Some(value) = it.next() else {
+                bail!("\"{key}\" needs a value");
+            };
+            if map.insert(key, value.clone()).is_some() {
+                bail!("\"{key}\" given twice");
+            }
+        }
+        Ok(Keywords(map))
+    }
+
+    pub fn required<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T>) -> Result<T> {
+        match self.0.get(key) {
+            Some(v) => parse(v),
+            None => bail!("missing \"{key}\""),
+        }
+    }
+
+    pub fn optional<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T>) -> Result<Option<T>> {
+        self.0.get(key).map(|v| parse(v)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!("02:42:c0:a8:00:02".parse::<Mac>().unwrap().0, [2, 0x42, 0xc0, 0xa8, 0, 2]);
+        assert_eq!("2:42:C0:A8:0:2".parse::<Mac>().unwrap().to_string(), "02:42:c0:a8:00:02");
+        for bad in ["", "02:42:c0:a8:00", "02:42:c0:a8:00:02:03", "zz:42:c0:a8:00:02", "002:42:c0:a8:00:02"] {
+            let err = bad.parse::<Mac>().unwrap_err().to_string();
+            assert!(err.starts_with("invalid MAC address"), "{bad}: {err}");
+        }
+        assert!("ff:ff:ff:ff:ff:ff".parse::<Mac>().unwrap().check_unicast().is_err());
+        assert!("01:00:5e:00:00:01".parse::<Mac>().unwrap().check_unicast().is_err());
+    }
+
+    #[test]
+    fn vnis_and_ports() {
+        assert_eq!("16777215".parse::<Vni>().unwrap().0, VNI_MAX);
+        assert!("16777216".parse::<Vni>().is_err());
+        assert!("-1".parse::<Vni>().is_err());
+        assert_eq!("4789".parse::<UdpPort>().unwrap().0, 4789);
+        assert!("0".parse::<UdpPort>().is_err());
+        assert!("65536".parse::<UdpPort>().is_err());
+    }
+
+    #[test]
+    fn prefixes_and_names() {
+        let p: Ipv4Prefix = "12.12.12.2/24".parse().unwrap();
+        assert_eq!((p.addr, p.len), (Ipv4Addr::new(12, 12, 12, 2), 24));
+        for bad in ["12.12.12.2", "12.12.12.2/33", "12.12.12/24", "x/24"] {
+            assert!(bad.parse::<Ipv4Prefix>().is_err(), "{bad}");
+        }
+        assert!(parse_netns("pinkns").is_ok());
+        assert!(parse_netns("a/b").is_err());
+        assert!(parse_netns(&"x".repeat(64)).is_err());
+        assert!(parse_ifname("eth0").is_ok());
+        assert!(parse_ifname("much-too-long-name").is_err());
+        assert!(parse_mtu("1450").is_ok());
+        assert!(parse_mtu("67").is_err());
+    }
+
+    #[test]
+    fn keywords() {
+        let k = Keywords::parse(&words("dst 192.168.104.3 vni 42"), &["dst", "vni", "port"]).unwrap();
+        assert_eq!(k.required("dst", parse_ipv4).unwrap(), Ipv4Addr::new(192, 168, 104, 3));
+        assert_eq!(k.required("vni", |s| s.parse::<Vni>()).unwrap(), Vni(42));
+        assert_eq!(k.optional("port", |s| s.parse::<UdpPort>()).unwrap(), None);
+        assert!(k.required("port", |s| s.parse::<UdpPort>()).is_err());
+        assert!(Keywords::parse(&words("dst"), &["dst"]).is_err());
+        assert!(Keywords::parse(&words("via 1.2.3.4"), &["dst"]).is_err());
+        assert!(Keywords::parse(&words("vni 1 vni 2"), &["vni"]).is_err());
+    }
+}

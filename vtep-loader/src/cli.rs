@@ -1,0 +1,159 @@
+//! The `vtep` command line, after iproute2's grammar (`ip -n NETNS -j ...`,
+//! `bridge fdb add MAC dst IP vni N`).
+
+use std::net::Ipv4Addr;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::args::{self, Ipv4Prefix, Mac, UdpPort, Vni};
+
+#[derive(Parser, Debug)]
+#[command(name = "vtep", version, about = "A VXLAN tunnel endpoint whose data path is eBPF")]
+pub struct Cli {
+    /// Act in network namespace NETNS, like `ip -n`; each namespace has its own vtep state.
+    #[arg(short = 'n', long = "netns", global = true, value_name = "NETNS", value_parser = args::parse_netns)]
+    pub netns: Option<String>,
+    /// JSON output for show and stats.
+    #[arg(short = 'j', long = "json", global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Load the data path and attach it to the underlay device.
+    Up(UpArgs),
+    /// Remove everything `up` and `port add` created.
+    Down,
+    /// Container ports (the bridge ports of the classic setup).
+    Port {
+        #[command(subcommand)]
+        command: PortCommand,
+    },
+    /// The forwarding database: which remote VTEP holds a MAC.
+    Fdb {
+        #[command(subcommand)]
+        command: FdbCommand,
+    },
+    /// The neighbour table answering ARP for remote containers.
+    Neigh {
+        #[command(subcommand)]
+        command: NeighCommand,
+    },
+    /// Data-path counters, summed over CPUs.
+    Stats,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Underlay device VXLAN is sent and received on.
+    #[arg(long, value_parser = args::parse_ifname)]
+    pub dev: String,
+    /// This VTEP's underlay address (outer source IP).
+    #[arg(long, value_parser = args::parse_ipv4)]
+    pub local: Ipv4Addr,
+    /// UDP port VXLAN is received on.
+    #[arg(long, default_value = "4789", value_parser = |s: &str| s.parse::<UdpPort>())]
+    pub port: UdpPort,
+    /// Where VXLAN is decapsulated on the underlay device [default: tc, or xdp when
+    /// --xdp-mode is given].
+    #[arg(long, value_enum)]
+    pub decap: Option<DecapArg>,
+    /// XDP attach mode on the underlay device (implies --decap xdp).
+    #[arg(long, value_enum)]
+    pub xdp_mode: Option<XdpModeArg>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecapArg {
+    /// TC ingress: keeps checksum offload and GSO of skbs from a veth underlay.
+    Tc,
+    /// XDP: before the stack allocates an skb; best on a NIC.
+    Xdp,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpModeArg {
+    /// In the driver (veth supports it).
+    Native,
+    /// On the skb, after the driver (works on every device).
+    Generic,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PortCommand {
+    /// Create a container port: namespace (if missing), veth pair, MAC, address, data path.
+    Add {
+        /// Container network namespace (created if it does not exist).
+        #[arg(value_name = "CONTAINER_NETNS", value_parser = args::parse_netns)]
+        container: String,
+        #[arg(long, value_parser = |s: &str| s.parse::<Mac>().and_then(Mac::check_unicast))]
+        mac: Mac,
+        /// Container address with prefix, like 12.12.12.2/24.
+        #[arg(long, value_parser = |s: &str| s.parse::<Ipv4Prefix>())]
+        addr: Ipv4Prefix,
+        #[arg(long, value_parser = |s: &str| s.parse::<Vni>())]
+        vni: Vni,
+        #[arg(long, default_value = "1450", value_parser = args::parse_mtu)]
+        mtu: u32,
+        /// Interface name inside the container.
+        #[arg(long, default_value = "eth0", value_parser = args::parse_ifname)]
+        ifname: String,
+    },
+    /// Remove a container port (and its namespace, if `port add` created it).
+    Del {
+        #[arg(value_name = "CONTAINER_NETNS", value_parser = args::parse_netns)]
+        container: String,
+    },
+    /// List ports.
+    Show,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FdbCommand {
+    /// Add a remote MAC: MAC dst IP vni N [port P]. Fails if the entry exists.
+    Add(FdbEntryArgs),
+    /// Add or overwrite a remote MAC: MAC dst IP vni N [port P].
+    Replace(FdbEntryArgs),
+    /// Delete a remote MAC: MAC vni N.
+    Del(FdbKeyArgs),
+    /// List entries.
+    Show,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FdbEntryArgs {
+    #[arg(value_parser = |s: &str| s.parse::<Mac>())]
+    pub mac: Mac,
+    /// dst IP vni N [port P]
+    #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "dst IP vni N [port P]")]
+    pub rest: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FdbKeyArgs {
+    #[arg(value_parser = |s: &str| s.parse::<Mac>())]
+    pub mac: Mac,
+    /// vni N
+    #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "vni N")]
+    pub rest: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NeighCommand {
+    /// Add a neighbour: IP lladdr MAC vni N.
+    Add(NeighArgs),
+    /// Delete a neighbour: IP vni N.
+    Del(NeighArgs),
+    /// List neighbours.
+    Show,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NeighArgs {
+    #[arg(value_parser = args::parse_ipv4)]
+    pub ip: Ipv4Addr,
+    #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "lladdr MAC vni N")]
+    pub rest: Vec<String>,
+}
