@@ -1,1 +1,14 @@
+//! The testbed: simulated hosts (network namespaces joined by a veth pair as their `eth1`),
+//! containers on top, configured either through `vtep` or the classic bridge + kernel vxlan,
+//! and the tools a user checks them with (ping, iperf3, tcpdump). Shared by the integration
+//! tests, `cargo xtask demo` and `cargo xtask bench`. Everything is torn down on drop.
 
+pub mod capture;
+pub mod cmd;
+pub mod iperf;
+pub mod netns;
+pub mod scenario;
+
+pub use cmd::{run, vtep, vtep_bin};
+pub use netns::Netns;
+pub use scenario::{ping, Host, Overlay, Plain, Stack, Testbed};

@@ -1,0 +1,93 @@
+//! iperf3 between two namespaces, results from its JSON report.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::cmd::{in_ns, output};
+
+/// A one-shot `iperf3 -s -1` in a namespace, killed on drop if still running.
+pub struct Server {
+    child: Child,
+}
+
+impl Server {
+    /// Starts the server and returns once it accepts connections.
+    pub fn start(ns: &str) -> Result<Self> {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "iperf3", "-s", "-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting iperf3 -s")?;
+        let server = Server { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !in_ns(ns, &["ss", "-Hltn", "sport = :5201"])?.contains("5201") {
+            if Instant::now() > deadline {
+                bail!("iperf3 server in {ns} never listened");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TcpResult {
+    pub gbits: f64,
+    pub bytes: f64,
+    pub retransmits: f64,
+}
+
+impl TcpResult {
+    /// Retransmitted share of segments, taking every segment as full-sized (MSS 1398 at MTU
+    /// 1450), which overstates the share: a conservative figure.
+    pub fn retransmit_ratio(&self) -> f64 {
+        self.retransmits / (self.bytes / 1398.0).max(1.0)
+    }
+}
+
+fn client(ns: &str, args: &[&str]) -> Result<Value> {
+    let mut full = vec!["netns", "exec", ns, "iperf3", "-J"];
+    full.extend_from_slice(args);
+    let out = output("ip", &full)?;
+    let report: Value = serde_json::from_slice(&out.stdout).context("parsing iperf3 -J output")?;
+    if let Some(err) = report.get("error") {
+        bail!("iperf3 failed: {err}");
+    }
+    Ok(report)
+}
+
+/// TCP from `client_ns` to `dst` (served in `server_ns`) for `secs` seconds.
+pub fn tcp(client_ns: &str, server_ns: &str, dst: &str, secs: u32, streams: u32) -> Result<TcpResult> {
+    let _server = Server::start(server_ns)?;
+    let report = client(client_ns, &["-c", dst, "-t", &secs.to_string(), "-P", &streams.to_string()])?;
+    let sent = &report["end"]["sum_sent"];
+    Ok(TcpResult {
+        gbits: sent["bits_per_second"].as_f64().context("bits_per_second")? / 1e9,
+        bytes: sent["bytes"].as_f64().context("bytes")?,
+        retransmits: sent["retransmits"].as_f64().unwrap_or(0.0),
+    })
+}
+
+/// UDP with `payload`-byte datagrams at full speed; received packets per second.
+pub fn udp_pps(client_ns: &str, server_ns: &str, dst: &str, secs: u32, payload: u32) -> Result<f64> {
+    let _server = Server::start(server_ns)?;
+    let report = client(client_ns, &["-c", dst, "-u", "-b", "0", "-l", &payload.to_string(), "-t", &secs.to_string()])?;
+    let sum = &report["end"]["sum"];
+    let packets = sum["packets"].as_f64().context("packets")?;
+    let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
+    let seconds = sum["seconds"].as_f64().context("seconds")?;
+    Ok((packets - lost) / seconds)
+}

@@ -1,0 +1,47 @@
+//! Network namespaces that delete themselves.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::Result;
+
+use crate::cmd::{output, run};
+
+/// A network namespace created with `ip netns add` and deleted, with every process still
+/// running in it, when dropped.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn add(name: &str) -> Result<Self> {
+        run("ip", &["netns", "add", name])?;
+        let ns = Netns { name: name.to_string() };
+        run("ip", &["-n", name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+}
+
+/// Kills what runs in `name` and deletes it, if it exists; never fails (used on teardown).
+pub fn remove(name: &str) {
+    if let Ok(out) = output("ip", &["netns", "pids", name]) {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let _ = output("ip", &["netns", "del", name]);
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        remove(&self.name);
+    }
+}
+
+/// A short name prefix unique to this process and call, so tests can run in parallel
+/// (and beside a demo) without sharing a namespace.
+pub fn unique_tag(kind: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{kind}{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
+}

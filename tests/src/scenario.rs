@@ -1,0 +1,198 @@
+//! DESIGN.md's reference scenario on one machine: two hosts (namespaces whose `eth1`s are a
+//! veth pair, 192.168.104.2 and .3), one container per host (12.12.12.2 and .3, MTU 1450,
+//! VNI 42), with each host's overlay built by vtep or by the classic bridge + kernel vxlan.
+
+use anyhow::Result;
+
+use crate::{
+    cmd::{in_ns, run, vtep},
+    netns::{self, Netns},
+};
+
+pub const VNI: &str = "42";
+
+/// How a host builds its overlay.
+#[derive(Clone, Debug)]
+pub enum Stack {
+    /// vtep, with extra `vtep up` arguments (e.g. `--xdp-mode native`).
+    Vtep(Vec<String>),
+    /// Linux bridge + kernel vxlan device, exactly DESIGN.md's classic commands.
+    Kernel,
+}
+
+impl Stack {
+    pub fn vtep() -> Self {
+        Stack::Vtep(Vec::new())
+    }
+
+    pub fn vtep_with(args: &[&str]) -> Self {
+        Stack::Vtep(args.iter().map(|s| s.to_string()).collect())
+    }
+}
+
+/// One simulated host and its container.
+pub struct Host {
+    pub ns: String,
+    pub ip: String,
+    pub container: String,
+    pub container_ip: String,
+    pub mac: String,
+    pub stack: Stack,
+}
+
+impl Host {
+    fn new(tag: &str, n: u8, stack: Stack) -> Self {
+        Host {
+            ns: format!("{tag}h{n}"),
+            ip: format!("192.168.104.{}", n + 1),
+            container: format!("{tag}c{n}"),
+            container_ip: format!("12.12.12.{}", n + 1),
+            mac: format!("02:42:c0:a8:00:{:02x}", n + 1),
+            stack,
+        }
+    }
+
+    /// `vtep -n HOST args...`
+    pub fn vtep(&self, args: &[&str]) -> Result<String> {
+        let mut full = vec!["-n", self.ns.as_str()];
+        full.extend_from_slice(args);
+        vtep(&full)
+    }
+}
+
+/// Two hosts and their containers; everything is removed on drop.
+pub struct Testbed {
+    pub hosts: [Host; 2],
+    _host_ns: Vec<Netns>,
+}
+
+/// The overlay the containers talk over.
+pub trait Overlay {
+    /// The two containers' namespaces and addresses, in host order.
+    fn endpoints(&self) -> [(&str, &str); 2];
+}
+
+impl Testbed {
+    /// Builds the underlay and, on each host, the overlay its stack asks for.
+    pub fn new(tag: &str, stacks: [Stack; 2]) -> Result<Self> {
+        let [s1, s2] = stacks;
+        let hosts = [Host::new(tag, 1, s1), Host::new(tag, 2, s2)];
+        let mut host_ns = Vec::new();
+        for h in &hosts {
+            host_ns.push(Netns::add(&h.ns)?);
+        }
+        let bed = Testbed { hosts, _host_ns: host_ns };
+        let (a, b) = (&bed.hosts[0], &bed.hosts[1]);
+        run("ip", &["link", "add", "eth1", "netns", &a.ns, "type", "veth", "peer", "name", "eth1", "netns", &b.ns])?;
+        for h in &bed.hosts {
+            run("ip", &["-n", &h.ns, "addr", "add", &format!("{}/24", h.ip), "dev", "eth1"])?;
+            run("ip", &["-n", &h.ns, "link", "set", "eth1", "up"])?;
+        }
+        bed.configure(0, 1)?;
+        bed.configure(1, 0)?;
+        Ok(bed)
+    }
+
+    fn configure(&self, me: usize, peer: usize) -> Result<()> {
+        let (h, p) = (&self.hosts[me], &self.hosts[peer]);
+        match &h.stack {
+            Stack::Vtep(extra) => {
+                let mut up = vec!["up", "--dev", "eth1", "--local", h.ip.as_str()];
+                up.extend(extra.iter().map(String::as_str));
+                h.vtep(&up)?;
+                let addr = format!("{}/24", h.container_ip);
+                h.vtep(&["port", "add", &h.container, "--mac", &h.mac, "--addr", &addr, "--vni", VNI])?;
+                h.vtep(&["fdb", "add", &p.mac, "dst", &p.ip, "vni", VNI])?;
+                h.vtep(&["neigh", "add", &p.container_ip, "lladdr", &p.mac, "vni", VNI])?;
+            }
+            Stack::Kernel => classic(h, p)?,
+        }
+        Ok(())
+    }
+
+    pub fn c1(&self) -> &Host {
+        &self.hosts[0]
+    }
+
+    pub fn c2(&self) -> &Host {
+        &self.hosts[1]
+    }
+}
+
+/// DESIGN.md's classic per-host commands (overns = the host, pinkns = the container).
+fn classic(h: &Host, p: &Host) -> Result<()> {
+    let (host, c) = (h.ns.as_str(), h.container.as_str());
+    run("ip", &["netns", "add", c])?;
+    run("ip", &["link", "add", "dev", "veth1", "mtu", "1450", "netns", host, "type", "veth", "peer", "name", "eth0", "mtu", "1450", "netns", c])?;
+    run("ip", &["-n", c, "link", "set", "eth0", "address", &h.mac])?;
+    run("ip", &["-n", c, "addr", "add", &format!("{}/24", h.container_ip), "dev", "eth0"])?;
+    run("ip", &["-n", c, "link", "set", "eth0", "up"])?;
+    run("ip", &["-n", c, "link", "set", "lo", "up"])?;
+    run("ip", &["-n", host, "link", "add", "dev", "br0", "type", "bridge"])?;
+    run("ip", &["-n", host, "link", "add", "dev", "vxlan1", "type", "vxlan", "id", VNI, "proxy", "learning", "dstport", "4789"])?;
+    run("ip", &["-n", host, "link", "set", "veth1", "master", "br0"])?;
+    run("ip", &["-n", host, "link", "set", "vxlan1", "master", "br0"])?;
+    for dev in ["br0", "vxlan1", "veth1"] {
+        run("ip", &["-n", host, "link", "set", dev, "up"])?;
+    }
+    run("bridge", &["-n", host, "fdb", "add", &p.mac, "dev", "vxlan1", "self", "dst", &p.ip, "vni", VNI, "port", "4789"])?;
+    run("ip", &["-n", host, "neigh", "add", &p.container_ip, "lladdr", &p.mac, "dev", "vxlan1"])?;
+    Ok(())
+}
+
+impl Overlay for Testbed {
+    fn endpoints(&self) -> [(&str, &str); 2] {
+        [
+            (&self.hosts[0].container, &self.hosts[0].container_ip),
+            (&self.hosts[1].container, &self.hosts[1].container_ip),
+        ]
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            if matches!(h.stack, Stack::Vtep(_)) {
+                let _ = h.vtep(&["down"]);
+            }
+            netns::remove(&h.container);
+        }
+        // The host namespaces go with `_host_ns`.
+    }
+}
+
+/// The limit: the two containers joined by one veth pair, nothing in between.
+pub struct Plain {
+    c1: Netns,
+    c2: Netns,
+}
+
+impl Plain {
+    pub fn new(tag: &str) -> Result<Self> {
+        let c1 = Netns::add(&format!("{tag}c1"))?;
+        let c2 = Netns::add(&format!("{tag}c2"))?;
+        run("ip", &["link", "add", "eth0", "mtu", "1450", "netns", &c1.name, "type", "veth", "peer", "name", "eth0", "mtu", "1450", "netns", &c2.name])?;
+        for (ns, ip) in [(&c1.name, "12.12.12.2/24"), (&c2.name, "12.12.12.3/24")] {
+            run("ip", &["-n", ns, "addr", "add", ip, "dev", "eth0"])?;
+            run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
+        }
+        Ok(Plain { c1, c2 })
+    }
+}
+
+impl Overlay for Plain {
+    fn endpoints(&self) -> [(&str, &str); 2] {
+        [(&self.c1.name, "12.12.12.2"), (&self.c2.name, "12.12.12.3")]
+    }
+}
+
+/// `ping -c COUNT` from `ns` to `dst`; true when every reply came back.
+pub fn ping(ns: &str, dst: &str, count: u32) -> Result<bool> {
+    let out = crate::cmd::output("ip", &["netns", "exec", ns, "ping", "-c", &count.to_string(), "-i", "0.2", "-W", "2", dst])?;
+    Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&format!("{count} received")))
+}
+
+/// Interfaces of `kind` (vxlan, bridge) in namespace `ns`.
+pub fn links_of_kind(ns: &str, kind: &str) -> Result<String> {
+    in_ns(ns, &["ip", "-o", "link", "show", "type", kind])
+}
