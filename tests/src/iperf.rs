@@ -1,6 +1,8 @@
 //! iperf3 between two namespaces, results from its JSON report.
 
 use std::{
+    fs::File,
+    os::fd::AsRawFd,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -10,21 +12,27 @@ use serde_json::Value;
 
 use crate::cmd::{in_ns, output};
 
-/// A one-shot `iperf3 -s -1` in a namespace, killed on drop if still running.
+/// A one-shot `iperf3 -s -1` in a namespace, killed on drop if still running. Holds a
+/// machine-wide lock: two measurements sharing two cores would each measure the other.
 pub struct Server {
     child: Child,
+    _exclusive: File,
 }
 
 impl Server {
     /// Starts the server and returns once it accepts connections.
     pub fn start(ns: &str) -> Result<Self> {
+        let lock = File::create(std::env::temp_dir().join("vtep-iperf.lock"))?;
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("locking the measurement lock: {}", std::io::Error::last_os_error());
+        }
         let child = Command::new("ip")
             .args(["netns", "exec", ns, "iperf3", "-s", "-1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("starting iperf3 -s")?;
-        let server = Server { child };
+        let server = Server { child, _exclusive: lock };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !in_ns(ns, &["ss", "-Hltn", "sport = :5201"])?.contains("5201") {
             if Instant::now() > deadline {

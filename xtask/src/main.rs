@@ -1,1 +1,62 @@
-fn main() {}
+//! `cargo xtask setup|demo|test`: the project's own set-up, demo and test runner.
+
+mod demo;
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "usage: cargo xtask <setup|demo|test> [-- cargo test args...]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::ensure(),
+        Some("demo") => setup::ensure().and_then(|()| build()).and_then(|()| demo::run()),
+        Some("test") => setup::ensure().and_then(|()| build()).and_then(|()| test(&args[1..])),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(workspace_root())
+        .env("VTEP_BIN", workspace_root().join("target/release/vtep"))
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The `vtep` binary (and with it the eBPF object, built by its build script).
+fn build() -> Result<()> {
+    cargo(&["build", "--release", "--bin", "vtep"])
+}
+
+/// Unit tests of every crate, then the integration tests against the real kernel.
+fn test(extra: &[String]) -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the tests create namespaces and load eBPF programs: run as root");
+    }
+    let mut args = vec!["test", "--release"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
+}
