@@ -43,6 +43,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
     if let Command::Down = &cli.command {
         return tunnel::down().await;
     }
+    pins::ensure_bpffs()?;
     let pins = Pins::current()?;
     match cli.command {
         Command::Up(_) | Command::Down => unreachable!("handled above"),

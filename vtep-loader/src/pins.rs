@@ -23,11 +23,17 @@ pub struct Pins {
 }
 
 /// Mounts bpffs at /sys/fs/bpf when it is missing (it is not mounted by default everywhere).
+/// Refuses inside a private mount namespace (`ip netns exec`): a bpffs mounted there dies
+/// with the process, and the data path with it.
 pub fn ensure_bpffs() -> Result<()> {
     let path = std::ffi::CString::new(BPFFS)?;
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
         return Ok(());
+    }
+    let ino = |p: &str| fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
+    if ino("/proc/self/ns/mnt") != ino("/proc/1/ns/mnt") {
+        bail!("no bpffs in this mount namespace (under `ip netns exec`?): use `vtep -n NETNS` instead");
     }
     netns::mount_bpffs(Path::new(BPFFS)).context("mounting bpffs at /sys/fs/bpf")
 }

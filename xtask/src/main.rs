@@ -3,7 +3,10 @@
 mod demo;
 mod setup;
 
-use std::process::{Command, ExitCode};
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, ExitCode, Stdio},
+};
 
 use anyhow::{bail, Context, Result};
 
@@ -51,12 +54,41 @@ fn build() -> Result<()> {
     cargo(&["build", "--release", "--bin", "vtep"])
 }
 
-/// Unit tests of every crate, then the integration tests against the real kernel.
+/// Unit tests of every crate, then the integration tests against the real kernel; ends
+/// with one line totalling every test binary's result.
 fn test(extra: &[String]) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the tests create namespaces and load eBPF programs: run as root");
     }
-    let mut args = vec!["test", "--release"];
-    args.extend(extra.iter().map(String::as_str));
-    cargo(&args)
+    let mut child = Command::new(env!("CARGO"))
+        .args(["test", "--release"])
+        .args(extra)
+        .current_dir(workspace_root())
+        .env("VTEP_BIN", workspace_root().join("target/release/vtep"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().context("cargo test stdout")?).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count_before(rest, " passed");
+            failed += count_before(rest, " failed");
+        }
+    }
+    let ok = child.wait()?.success();
+    println!("vtep: {passed} passed, {failed} failed");
+    if !ok || failed > 0 {
+        bail!("tests failed");
+    }
+    Ok(())
+}
+
+/// The number just before `word` in a `test result:` line.
+fn count_before(line: &str, word: &str) -> u64 {
+    line.find(word)
+        .and_then(|end| line[..end].rsplit([' ', '.']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
