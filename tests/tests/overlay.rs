@@ -171,7 +171,8 @@ fn down_leaves_no_programs_links_pins_veths_or_namespaces() -> Result<()> {
             }
         }
         assert_eq!(links.len(), 2, "underlay and one port attached");
-        assert!(in_ns(&h1.ns, &["ip", "-d", "link", "show", "eth1"])?.contains("prog/xdp") == !mode.is_empty());
+        let xdp_attached = in_ns(&h1.ns, &["ip", "-d", "link", "show", "eth1"])?.contains("prog/xdp");
+        assert_eq!(xdp_attached, !mode.is_empty(), "XDP on eth1 only in XDP mode");
 
         h1.vtep(&["down"])?;
 

@@ -75,14 +75,14 @@ pub fn underlay_xdp(ctx: &XdpContext) -> u32 {
 pub fn underlay_tc(ctx: &TcContext) -> i32 {
     let Ok(h) = ctx.load::<[u8; DECAP_MIN]>(0) else {
         count(counter::PASS_NOT_VXLAN);
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     };
     let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
     let (_, port) = match classify(&h, ctx.len() as usize, gso) {
         Ok(found) => found,
         Err(reason) => {
             count(reason);
-            return TC_ACT_OK as i32;
+            return TC_ACT_OK;
         }
     };
     let mut inner_eth = [0u8; ETH_LEN];
@@ -98,7 +98,7 @@ pub fn underlay_tc(ctx: &TcContext) -> i32 {
         || ctx.store(0, &inner_eth, 0).is_err()
     {
         count(counter::DROP_DECAP_FAIL);
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     }
     count(counter::DECAP);
     if inner_type == ETH_P_IP || inner_type == ETH_P_IPV6 {

@@ -33,6 +33,17 @@ pub fn vtep_underlay_tc(ctx: TcContext) -> i32 {
     decap::underlay_tc(&ctx)
 }
 
+// The shared header layout agrees with network-types' independent definitions.
+const _: () = {
+    use core::mem::size_of;
+    use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr, vxlan::VxlanHdr};
+    use vtep_common::wire::{ETH_LEN, IPV4_LEN, UDP_LEN, VXLAN_LEN};
+    assert!(size_of::<EthHdr>() == ETH_LEN);
+    assert!(size_of::<Ipv4Hdr>() == IPV4_LEN);
+    assert!(size_of::<UdpHdr>() == UDP_LEN);
+    assert!(size_of::<VxlanHdr>() == VXLAN_LEN);
+};
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -18,7 +18,7 @@ use crate::{
     stats::count,
 };
 
-const SHOT: i32 = TC_ACT_SHOT as i32;
+const SHOT: i32 = TC_ACT_SHOT;
 
 #[inline(always)]
 pub fn drop(reason: u32) -> i32 {
@@ -31,7 +31,7 @@ pub fn ingress(ctx: &TcContext) -> i32 {
     let Some(port) = (unsafe { PORTS.get(ifindex) }) else {
         // Not ours (a stale attachment): leave the frame to the kernel.
         count(counter::DROP_NOT_PORT);
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     };
     let Some(cfg) = CONFIG.get(0) else {
         return drop(counter::DROP_NOT_READY);
@@ -58,11 +58,11 @@ pub fn ingress(ctx: &TcContext) -> i32 {
     }
 
     let key = MacVni::new(dst, vni);
-    if let Some(out) = unsafe { LOCAL.get(&key) } {
+    if let Some(out) = unsafe { LOCAL.get(key) } {
         count(counter::LOCAL);
         return unsafe { bpf_redirect(*out, 0) } as i32;
     }
-    if let Some(remote) = unsafe { FDB.get(&key) } {
+    if let Some(remote) = unsafe { FDB.get(key) } {
         return encap::to_remote(ctx, cfg, remote, vni, &eth);
     }
     drop(counter::DROP_NO_FDB)

@@ -133,8 +133,8 @@ fn show_vxlan_packet() -> Result<()> {
     println!("$ {cmdline} & ip netns exec c1 ping -c 1 12.12.12.3");
     let mut dump = shell(cmdline).stdout(Stdio::inherit()).stderr(Stdio::piped()).spawn()?;
     let stderr = dump.stderr.take().context("tcpdump stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    while let Some(line) = lines.next() {
+    let lines = BufReader::new(stderr).lines();
+    for line in lines {
         if line?.contains("listening on") {
             break;
         }
