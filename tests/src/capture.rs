@@ -16,11 +16,12 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts capturing and returns once tcpdump reports it is listening.
+    /// Starts capturing (the first 256 bytes of each frame: every header, and whole small
+    /// frames) and returns once tcpdump reports it is listening.
     pub fn start(ns: &str, iface: &str, filter: &str) -> Result<Self> {
         let path = std::env::temp_dir().join(format!("{}.pcap", crate::netns::unique_tag(&format!("{ns}-{iface}-"))));
         let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "tcpdump", "-i", iface, "-n", "-U", "--immediate-mode", "-w"])
+            .args(["netns", "exec", ns, "tcpdump", "-i", iface, "-n", "-U", "--immediate-mode", "-s", "256", "-w"])
             .arg(&path)
             .args(filter.split_whitespace())
             .stdout(Stdio::null())

@@ -2,6 +2,8 @@
 //! veth pair, 192.168.104.2 and .3), one container per host (12.12.12.2 and .3, MTU 1450,
 //! VNI 42), with each host's overlay built by vtep or by the classic bridge + kernel vxlan.
 
+use std::cell::RefCell;
+
 use anyhow::Result;
 
 use crate::{
@@ -42,6 +44,8 @@ pub struct Host {
 
 impl Host {
     fn new(tag: &str, n: u8, stack: Stack) -> Self {
+        // Host n: underlay 192.168.104.(n+1), its first container 12.12.12.(n+1) with MAC
+        // 02:42:c0:a8:00:(n+1), as in the reference scenario.
         Host {
             ns: format!("{tag}h{n}"),
             ip: format!("192.168.104.{}", n + 1),
@@ -52,6 +56,12 @@ impl Host {
         }
     }
 
+    /// `vtep -n HOST port add CONTAINER --mac MAC --addr IP/24 --vni VNI`
+    pub fn port(&self, container: &str, mac: &str, ip: &str, vni: u32) -> Result<String> {
+        let (addr, vni) = (format!("{ip}/24"), vni.to_string());
+        self.vtep(&["port", "add", container, "--mac", mac, "--addr", &addr, "--vni", &vni])
+    }
+
     /// `vtep -n HOST args...`
     pub fn vtep(&self, args: &[&str]) -> Result<String> {
         let mut full = vec!["-n", self.ns.as_str()];
@@ -60,9 +70,11 @@ impl Host {
     }
 }
 
-/// Two hosts and their containers; everything is removed on drop.
+/// Simulated hosts and their containers; everything is removed on drop.
 pub struct Testbed {
-    pub hosts: [Host; 2],
+    pub hosts: Vec<Host>,
+    /// Namespaces made outside vtep (kernel-stack containers, the underlay switch).
+    extra: RefCell<Vec<String>>,
     _host_ns: Vec<Netns>,
 }
 
@@ -73,33 +85,60 @@ pub trait Overlay {
 }
 
 impl Testbed {
-    /// Builds the underlay and, on each host, the overlay its stack asks for.
+    /// The reference scenario: two hosts, one container each, static FDB and neighbour
+    /// entries for each other, with the overlay each host's stack asks for.
     pub fn new(tag: &str, stacks: [Stack; 2]) -> Result<Self> {
-        let [s1, s2] = stacks;
-        let hosts = [Host::new(tag, 1, s1), Host::new(tag, 2, s2)];
-        let mut host_ns = Vec::new();
-        for h in &hosts {
-            host_ns.push(Netns::add(&h.ns)?);
-        }
-        let bed = Testbed { hosts, _host_ns: host_ns };
-        let (a, b) = (&bed.hosts[0], &bed.hosts[1]);
-        run("ip", &["link", "add", "eth1", "netns", &a.ns, "type", "veth", "peer", "name", "eth1", "netns", &b.ns])?;
-        for h in &bed.hosts {
-            run("ip", &["-n", &h.ns, "addr", "add", &format!("{}/24", h.ip), "dev", "eth1"])?;
-            run("ip", &["-n", &h.ns, "link", "set", "eth1", "up"])?;
-        }
+        let bed = Self::underlay(tag, stacks.to_vec())?;
         bed.configure(0, 1)?;
         bed.configure(1, 0)?;
         Ok(bed)
     }
 
-    fn configure(&self, me: usize, peer: usize) -> Result<()> {
-        let (h, p) = (&self.hosts[me], &self.hosts[peer]);
-        match &h.stack {
-            Stack::Vtep(extra) => {
+    /// Hosts on one underlay segment (192.168.104.2, .3, ...), `vtep up` already run on
+    /// the vtep ones, no ports yet. Two hosts share a veth pair as their eth1s; more hang
+    /// off a bridge in a switch namespace (the physical switch, not part of any overlay).
+    pub fn underlay(tag: &str, stacks: Vec<Stack>) -> Result<Self> {
+        let hosts: Vec<Host> = stacks.into_iter().zip(1..).map(|(s, n)| Host::new(tag, n, s)).collect();
+        let mut host_ns = Vec::new();
+        for h in &hosts {
+            host_ns.push(Netns::add(&h.ns)?);
+        }
+        let bed = Testbed { hosts, extra: RefCell::new(Vec::new()), _host_ns: host_ns };
+        if let [a, b] = &bed.hosts[..] {
+            run("ip", &["link", "add", "eth1", "netns", &a.ns, "type", "veth", "peer", "name", "eth1", "netns", &b.ns])?;
+        } else {
+            let switch = format!("{tag}sw");
+            bed.track(&switch);
+            run("ip", &["netns", "add", &switch])?;
+            run("ip", &["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
+            run("ip", &["-n", &switch, "link", "set", "br0", "up"])?;
+            for (i, h) in bed.hosts.iter().enumerate() {
+                let port = format!("p{i}");
+                run("ip", &["link", "add", "eth1", "netns", &h.ns, "type", "veth", "peer", "name", &port, "netns", &switch])?;
+                run("ip", &["-n", &switch, "link", "set", &port, "master", "br0", "up"])?;
+            }
+        }
+        for h in &bed.hosts {
+            run("ip", &["-n", &h.ns, "addr", "add", &format!("{}/24", h.ip), "dev", "eth1"])?;
+            run("ip", &["-n", &h.ns, "link", "set", "eth1", "up"])?;
+            if let Stack::Vtep(extra) = &h.stack {
                 let mut up = vec!["up", "--dev", "eth1", "--local", h.ip.as_str()];
                 up.extend(extra.iter().map(String::as_str));
                 h.vtep(&up)?;
+            }
+        }
+        Ok(bed)
+    }
+
+    /// Removes namespace `ns` with the testbed.
+    pub fn track(&self, ns: &str) {
+        self.extra.borrow_mut().push(ns.to_string());
+    }
+
+    fn configure(&self, me: usize, peer: usize) -> Result<()> {
+        let (h, p) = (&self.hosts[me], &self.hosts[peer]);
+        match &h.stack {
+            Stack::Vtep(_) => {
                 let addr = format!("{}/24", h.container_ip);
                 h.vtep(&["port", "add", &h.container, "--mac", &h.mac, "--addr", &addr, "--vni", VNI])?;
                 h.vtep(&["fdb", "add", &p.mac, "dst", &p.ip, "vni", VNI])?;
@@ -121,6 +160,26 @@ impl Testbed {
 
 /// DESIGN.md's classic per-host commands (overns = the host, pinkns = the container).
 fn classic(h: &Host, p: &Host) -> Result<()> {
+    classic_devices(h, &["proxy", "learning"])?;
+    let host = h.ns.as_str();
+    run("bridge", &["-n", host, "fdb", "add", &p.mac, "dev", "vxlan1", "self", "dst", &p.ip, "vni", VNI, "port", "4789"])?;
+    run("ip", &["-n", host, "neigh", "add", &p.container_ip, "lladdr", &p.mac, "dev", "vxlan1"])?;
+    Ok(())
+}
+
+/// The classic setup run on learning and flood lists only, the way it resolves remote
+/// containers without any static entry: no `proxy`, and
+/// `bridge fdb append 00:00:00:00:00:00 dev vxlan1 dst PEER` per peer.
+pub fn classic_flooding(h: &Host, peers: &[&Host]) -> Result<()> {
+    classic_devices(h, &["learning"])?;
+    for p in peers {
+        run("bridge", &["-n", &h.ns, "fdb", "append", "00:00:00:00:00:00", "dev", "vxlan1", "dst", &p.ip])?;
+    }
+    Ok(())
+}
+
+/// Container, veth, bridge and vxlan device (with `vxlan_opts`) of a classic host.
+fn classic_devices(h: &Host, vxlan_opts: &[&str]) -> Result<()> {
     let (host, c) = (h.ns.as_str(), h.container.as_str());
     run("ip", &["netns", "add", c])?;
     run("ip", &["link", "add", "dev", "veth1", "mtu", "1450", "netns", host, "type", "veth", "peer", "name", "eth0", "mtu", "1450", "netns", c])?;
@@ -129,14 +188,15 @@ fn classic(h: &Host, p: &Host) -> Result<()> {
     run("ip", &["-n", c, "link", "set", "eth0", "up"])?;
     run("ip", &["-n", c, "link", "set", "lo", "up"])?;
     run("ip", &["-n", host, "link", "add", "dev", "br0", "type", "bridge"])?;
-    run("ip", &["-n", host, "link", "add", "dev", "vxlan1", "type", "vxlan", "id", VNI, "proxy", "learning", "dstport", "4789"])?;
+    let mut vxlan = vec!["-n", host, "link", "add", "dev", "vxlan1", "type", "vxlan", "id", VNI];
+    vxlan.extend_from_slice(vxlan_opts);
+    vxlan.extend_from_slice(&["dstport", "4789"]);
+    run("ip", &vxlan)?;
     run("ip", &["-n", host, "link", "set", "veth1", "master", "br0"])?;
     run("ip", &["-n", host, "link", "set", "vxlan1", "master", "br0"])?;
     for dev in ["br0", "vxlan1", "veth1"] {
         run("ip", &["-n", host, "link", "set", dev, "up"])?;
     }
-    run("bridge", &["-n", host, "fdb", "add", &p.mac, "dev", "vxlan1", "self", "dst", &p.ip, "vni", VNI, "port", "4789"])?;
-    run("ip", &["-n", host, "neigh", "add", &p.container_ip, "lladdr", &p.mac, "dev", "vxlan1"])?;
     Ok(())
 }
 
@@ -156,6 +216,9 @@ impl Drop for Testbed {
                 let _ = h.vtep(&["down"]);
             }
             netns::remove(&h.container);
+        }
+        for ns in self.extra.borrow().iter() {
+            netns::remove(ns);
         }
         // The host namespaces go with `_host_ns`.
     }

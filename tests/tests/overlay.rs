@@ -33,7 +33,7 @@ fn ping_both_ways_with_tc_decap_and_no_bridge_or_vxlan_device() -> Result<()> {
     }
     let stats = c1.vtep(&["-j", "stats"])?;
     let stats: serde_json::Value = serde_json::from_str(&stats)?;
-    assert!(stats["encap"].as_u64().unwrap() + stats["neigh_resolve"].as_u64().unwrap() >= 3);
+    assert!(stats["encap"].as_u64().unwrap() >= 3, "{stats}");
     assert!(stats["decap"].as_u64().unwrap() >= 3, "{stats}");
     assert!(stats["arp_reply"].as_u64().unwrap() >= 1, "{stats}");
     Ok(())
@@ -170,7 +170,8 @@ fn down_leaves_no_programs_links_pins_veths_or_namespaces() -> Result<()> {
                 progs.push(info["prog_id"].as_u64().unwrap());
             }
         }
-        assert_eq!(links.len(), 2, "underlay and one port attached");
+        let expected = if mode.is_empty() { 2 } else { 3 };
+        assert_eq!(links.len(), expected, "underlay TC (and XDP) and one port attached");
         let xdp_attached = in_ns(&h1.ns, &["ip", "-d", "link", "show", "eth1"])?.contains("prog/xdp");
         assert_eq!(xdp_attached, !mode.is_empty(), "XDP on eth1 only in XDP mode");
 

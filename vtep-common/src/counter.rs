@@ -9,11 +9,11 @@ macro_rules! counters {
 }
 
 counters! {
-    ENCAP = 0, "encap", "frames from a port encapsulated to a remote VTEP";
+    ENCAP = 0, "encap", "unicast frames from a port encapsulated to a remote VTEP";
     DECAP = 1, "decap", "VXLAN frames decapsulated into a local port";
     LOCAL = 2, "local", "frames switched between two local ports of one VNI";
     ARP_REPLY = 3, "arp_reply", "ARP requests answered from the neighbour table";
-    NEIGH_RESOLVE = 4, "neigh_resolve", "encapsulated frames handed to the kernel to resolve the underlay next hop";
+    NEIGH_RESOLVE = 4, "neigh_resolve", "of those, frames handed to the kernel to resolve the underlay next hop";
     DROP_NO_FDB = 5, "drop_no_fdb", "unicast to a MAC neither local nor in the FDB";
     DROP_ARP_MISS = 6, "drop_arp_miss", "broadcast ARP the neighbour table cannot answer";
     DROP_BUM = 7, "drop_bum", "broadcast or multicast frames other than ARP requests";
@@ -26,6 +26,12 @@ counters! {
     PASS_BAD_VXLAN = 14, "pass_bad_vxlan", "VXLAN frames with bad flags, checksum or lengths (left to the host)";
     PASS_NO_PORT = 15, "pass_no_port", "VXLAN frames whose VNI and inner destination match no local port";
     DROP_DECAP_FAIL = 16, "drop_decap_fail", "the kernel refused to remove the outer headers";
+    FLOOD_LOCAL = 17, "flood_local", "copies of broadcast/unknown frames delivered to local ports";
+    FLOOD_REMOTE = 18, "flood_remote", "copies of broadcast/unknown frames sent to flood-list VTEPs";
+    LEARNED = 19, "learned", "FDB entries learned or moved from received frames";
+    AGED = 20, "aged", "learned FDB entries found expired and removed";
+    REFLECT = 21, "reflect", "encapsulated frames routed through the underlay's ingress for neighbour resolution";
+    MISS_LOST = 22, "miss_lost", "miss events lost because the monitor ring was full";
 }
 
 pub const COUNT: u32 = ALL.len() as u32;
@@ -35,6 +41,6 @@ mod tests {
     #[test]
     fn ids_index_names() {
         assert_eq!(super::ALL[super::PASS_NO_PORT as usize].0, "pass_no_port");
-        assert_eq!(super::COUNT, 17);
+        assert_eq!(super::COUNT, 23);
     }
 }

@@ -12,6 +12,10 @@ pub mod wire;
 /// new loader never reuses maps pinned by an older one.
 pub const LAYOUT_VERSION: u32 = 1;
 
+/// skb mark of an encapsulated frame sent through the underlay's ingress so the kernel
+/// re-derives its protocol (IPv4) before `bpf_redirect_neigh` resolves the next hop.
+pub const REFLECT_MARK: u32 = 0x7674_6570;
+
 /// Largest VXLAN network identifier (24 bits).
 pub const VNI_MAX: u32 = 0x00FF_FFFF;
 
@@ -23,6 +27,9 @@ pub mod map_name {
     pub const FDB: &str = "VTEP_FDB";
     pub const NEIGH: &str = "VTEP_NEIGH";
     pub const STATS: &str = "VTEP_STATS";
+    pub const FLOOD: &str = "VTEP_FLOOD";
+    pub const VNI_PORTS: &str = "VTEP_VNI_PORTS";
+    pub const MISSES: &str = "VTEP_MISSES";
 }
 
 /// Map capacities. The FDB is allocated on demand (BPF_F_NO_PREALLOC), so a large limit
@@ -30,6 +37,13 @@ pub mod map_name {
 pub const MAX_PORTS: u32 = 4096;
 pub const MAX_FDB: u32 = 1 << 20;
 pub const MAX_NEIGH: u32 = 1 << 16;
+pub const MAX_VNIS: u32 = 4096;
+/// Remote VTEPs in one VNI's flood list, and local ports of one VNI: both are replicated
+/// by bounded loops in the data path.
+pub const MAX_FLOOD: usize = 16;
+pub const MAX_VNI_PORTS: usize = 16;
+/// Ring buffer for miss events, in bytes.
+pub const MISSES_BYTES: u32 = 1 << 16;
 
 /// Tunnel-wide settings, one entry in the CONFIG array.
 #[repr(C)]
@@ -46,6 +60,15 @@ pub struct Config {
     pub ttl: u8,
     /// Non-zero once `vtep up` has filled the entry; the programs pass everything before.
     pub ready: u8,
+    /// Non-zero: record inner source MAC -> outer source IP of received frames.
+    pub learning: u8,
+    /// Non-zero: copy the inner IPv4 TOS (DSCP and ECN) to the outer header.
+    pub tos_inherit: u8,
+    /// Outer TOS when not inherited.
+    pub tos: u8,
+    pub _pad: [u8; 5],
+    /// Learned FDB entries older than this are ignored and removed.
+    pub ageing_ns: u64,
 }
 
 /// A MAC address inside one VNI: the key of the FDB and of the local-port table.
@@ -100,6 +123,51 @@ pub struct Port {
 pub const NETNS_NAME_MAX: usize = 64;
 pub const IFNAME_MAX: usize = 16;
 
+/// One remote VTEP of a flood list.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Remote {
+    pub ip: [u8; 4],
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// The VTEPs every broadcast, multicast and unknown-unicast frame of a VNI goes to (the
+/// all-zeros FDB entries of the kernel's vxlan device).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FloodList {
+    pub count: u32,
+    pub remotes: [Remote; MAX_FLOOD],
+}
+
+/// The local ports of one VNI, for flooding inside the host.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VniPorts {
+    pub count: u32,
+    pub ifindex: [u32; MAX_VNI_PORTS],
+}
+
+pub const MISS_FDB: u32 = 1;
+pub const MISS_NEIGH: u32 = 2;
+
+/// A lookup the data path could not answer, streamed to `vtep monitor` (the kernel's
+/// l2miss / l3miss netlink events).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Miss {
+    pub kind: u32,
+    pub vni: u32,
+    /// Host-side ifindex of the port the frame came from.
+    pub ifindex: u32,
+    /// The unknown IPv4 address (neighbour misses).
+    pub ip: [u8; 4],
+    /// The unknown MAC (FDB misses).
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
 /// An IPv4 address inside one VNI: the key of the neighbour (proxy ARP) table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,6 +192,10 @@ mod pod {
     unsafe impl aya::Pod for super::Port {}
     unsafe impl aya::Pod for super::IpVni {}
     unsafe impl aya::Pod for super::NeighEntry {}
+    unsafe impl aya::Pod for super::Remote {}
+    unsafe impl aya::Pod for super::FloodList {}
+    unsafe impl aya::Pod for super::VniPorts {}
+    unsafe impl aya::Pod for super::Miss {}
 }
 
 #[cfg(test)]
@@ -133,7 +205,11 @@ mod tests {
 
     #[test]
     fn map_types_have_no_implicit_padding() {
-        assert_eq!(size_of::<Config>(), 4 + 4 + 2 + 2 + 2 + 1 + 1);
+        assert_eq!(size_of::<Config>(), 4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 5 + 8);
+        assert_eq!(size_of::<Remote>(), 8);
+        assert_eq!(size_of::<FloodList>(), 4 + 8 * MAX_FLOOD);
+        assert_eq!(size_of::<VniPorts>(), 4 + 4 * MAX_VNI_PORTS);
+        assert_eq!(size_of::<Miss>(), 24);
         assert_eq!(size_of::<MacVni>(), 12);
         assert_eq!(size_of::<FdbEntry>(), 16);
         assert_eq!(size_of::<IpVni>(), 8);

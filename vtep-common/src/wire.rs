@@ -15,6 +15,7 @@ pub const ARP_FRAME_LEN: usize = ETH_LEN + 28;
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const IPPROTO_UDP: u8 = 17;
 pub const VXLAN_PORT: u16 = 4789;
 /// The I flag: the VNI field is valid. All other flag bits are reserved.
@@ -143,7 +144,10 @@ pub enum Reject {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decap {
     pub vni: u32,
+    /// The sending VTEP (outer source address).
+    pub remote_ip: [u8; 4],
     pub inner_dst: [u8; 6],
+    pub inner_src: [u8; 6],
     /// Bytes after the IP datagram (Ethernet padding), not part of the inner frame.
     pub padding: usize,
 }
@@ -188,9 +192,13 @@ pub fn parse_vxlan(
         }
         padding = frame_len - ETH_LEN - tot_len;
     }
+    let mut remote_ip = [0u8; 4];
+    remote_ip.copy_from_slice(&ip[12..16]);
     let mut inner_dst = [0u8; 6];
     inner_dst.copy_from_slice(&h[ENCAP_LEN..ENCAP_LEN + 6]);
-    Ok(Decap { vni, inner_dst, padding })
+    let mut inner_src = [0u8; 6];
+    inner_src.copy_from_slice(&h[ENCAP_LEN + 6..ENCAP_LEN + 12]);
+    Ok(Decap { vni, remote_ip, inner_dst, inner_src, padding })
 }
 
 /// The target IP of an Ethernet/IPv4 ARP request, unless it is gratuitous (a host announcing
@@ -304,6 +312,7 @@ mod tests {
         let mut f = [0u8; DECAP_MIN];
         f[..ENCAP_LEN].copy_from_slice(&outer_headers(&o));
         f[ENCAP_LEN..ENCAP_LEN + 6].copy_from_slice(&[2, 0x42, 0xc0, 0xa8, 0, 3]);
+        f[ENCAP_LEN + 6..ENCAP_LEN + 12].copy_from_slice(&[2, 0x42, 0xc0, 0xa8, 0, 2]);
         f
     }
 
@@ -311,7 +320,14 @@ mod tests {
     fn parse_accepts_what_outer_headers_builds() {
         let f = vxlan_frame(98);
         let d = parse_vxlan(&f, ENCAP_LEN + 98, [192, 168, 104, 3], VXLAN_PORT, false).unwrap();
-        assert_eq!(d, Decap { vni: 42, inner_dst: [2, 0x42, 0xc0, 0xa8, 0, 3], padding: 0 });
+        let expected = Decap {
+            vni: 42,
+            remote_ip: [192, 168, 104, 2],
+            inner_dst: [2, 0x42, 0xc0, 0xa8, 0, 3],
+            inner_src: [2, 0x42, 0xc0, 0xa8, 0, 2],
+            padding: 0,
+        };
+        assert_eq!(d, expected);
         let padded = parse_vxlan(&f, ENCAP_LEN + 98 + 4, [192, 168, 104, 3], VXLAN_PORT, false).unwrap();
         assert_eq!(padded.padding, 4);
     }

@@ -1,10 +1,11 @@
-//! VXLAN decapsulation on the underlay device, at XDP or at TC ingress. Only well-formed
-//! VXLAN for this VTEP, for a VNI and MAC of a local port, is taken; every other frame goes
-//! on to the host unchanged, so the host's own traffic over the underlay never breaks.
+//! The underlay device: VXLAN decapsulation (TC ingress, optionally XDP in front of it) and
+//! the last hop of frames the port program sends through here for neighbour resolution.
 //!
-//! TC is the default: it keeps the skb, so checksum-offload state and GSO super-packets from
-//! a veth underlay survive. XDP is faster on a NIC, but on veth it turns skbs into frames and
-//! drops CHECKSUM_PARTIAL, which breaks TCP from senders on the same machine.
+//! Only well-formed VXLAN for this VTEP, in a VNI with local ports, is taken; every other
+//! frame goes on to the host unchanged, so the host's own traffic never breaks. TC keeps the
+//! skb, so checksum-offload state and GSO super-packets from a veth underlay survive; XDP is
+//! faster on a NIC, but on veth it turns skbs into frames and drops CHECKSUM_PARTIAL, which
+//! breaks TCP from senders on the same machine.
 
 use aya_ebpf::{
     bindings::{
@@ -12,27 +13,35 @@ use aya_ebpf::{
         xdp_action::{XDP_ABORTED, XDP_PASS},
         BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_OK, TC_ACT_SHOT,
     },
-    helpers::{bpf_redirect, bpf_redirect_peer, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    helpers::{
+        bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer, bpf_xdp_adjust_head,
+        bpf_xdp_adjust_tail,
+    },
     programs::{TcContext, XdpContext},
 };
 use vtep_common::{
     counter,
-    wire::{self, Decap, Reject, DECAP_MIN, ENCAP_LEN, ETH_LEN, ETH_P_IP},
-    MacVni,
+    wire::{self, Decap, Reject, DECAP_MIN, ENCAP_LEN, ETH_LEN, ETH_P_IP, ETH_P_IPV6},
+    Config, MacVni, REFLECT_MARK,
 };
 
 use crate::{
+    fdb, flood,
     maps::{CONFIG, LOCAL},
     stats::count,
 };
 
-const ETH_P_IPV6: u16 = 0x86dd;
+enum Delivery {
+    /// To one local port.
+    Port(u32),
+    /// Broadcast or multicast: to every local port of the VNI.
+    Flood,
+}
 
-/// The local port a frame is for, or why the host keeps it.
-fn classify(h: &[u8; DECAP_MIN], frame_len: usize, gso: bool) -> Result<(Decap, u32), u32> {
-    let Some(cfg) = CONFIG.get(0) else {
-        return Err(counter::PASS_NOT_VXLAN);
-    };
+/// Where a received frame goes, or the counter of why the host keeps it. Learns the
+/// sender of every valid VXLAN frame, as the kernel does.
+#[inline(always)]
+fn classify(cfg: &Config, h: &[u8; DECAP_MIN], frame_len: usize, gso: bool) -> Result<(Decap, Delivery), u32> {
     if cfg.ready == 0 {
         return Err(counter::PASS_NOT_VXLAN);
     }
@@ -41,8 +50,12 @@ fn classify(h: &[u8; DECAP_MIN], frame_len: usize, gso: bool) -> Result<(Decap, 
         Err(Reject::NotVxlan) => return Err(counter::PASS_NOT_VXLAN),
         Err(Reject::BadVxlan) => return Err(counter::PASS_BAD_VXLAN),
     };
+    fdb::learn(cfg, d.vni, d.inner_src, d.remote_ip);
+    if wire::is_multicast(&d.inner_dst) {
+        return Ok((d, Delivery::Flood));
+    }
     match unsafe { LOCAL.get(MacVni::new(d.inner_dst, d.vni)) } {
-        Some(&port) => Ok((d, port)),
+        Some(&port) => Ok((d, Delivery::Port(port))),
         None => Err(counter::PASS_NO_PORT),
     }
 }
@@ -53,10 +66,15 @@ pub fn underlay_xdp(ctx: &XdpContext) -> u32 {
         count(counter::PASS_NOT_VXLAN);
         return XDP_PASS;
     }
+    let Some(cfg) = CONFIG.get(0) else {
+        return XDP_PASS;
+    };
     // One copy of the headers onto the stack: every check then works on plain bytes.
     let h: [u8; DECAP_MIN] = unsafe { (start as *const [u8; DECAP_MIN]).read_unaligned() };
-    let (d, port) = match classify(&h, end - start, false) {
-        Ok(found) => found,
+    let (d, port) = match classify(cfg, &h, end - start, false) {
+        Ok((d, Delivery::Port(port))) => (d, port),
+        // XDP cannot copy a frame to several ports: the TC program behind it floods.
+        Ok((_, Delivery::Flood)) => return XDP_PASS,
         Err(reason) => {
             count(reason);
             return XDP_PASS;
@@ -73,12 +91,21 @@ pub fn underlay_xdp(ctx: &XdpContext) -> u32 {
 }
 
 pub fn underlay_tc(ctx: &TcContext) -> i32 {
+    let Some(cfg) = CONFIG.get(0) else {
+        return TC_ACT_OK;
+    };
+    if unsafe { (*ctx.skb.skb).mark } == REFLECT_MARK {
+        // Our own encapsulated frame, now with skb->protocol derived from its outer header.
+        ctx.set_mark(0);
+        count(counter::REFLECT);
+        return unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, core::ptr::null_mut(), 0, 0) as i32 };
+    }
     let Ok(h) = ctx.load::<[u8; DECAP_MIN]>(0) else {
         count(counter::PASS_NOT_VXLAN);
         return TC_ACT_OK;
     };
     let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
-    let (_, port) = match classify(&h, ctx.len() as usize, gso) {
+    let (d, delivery) = match classify(cfg, &h, ctx.len() as usize, gso) {
         Ok(found) => found,
         Err(reason) => {
             count(reason);
@@ -101,11 +128,16 @@ pub fn underlay_tc(ctx: &TcContext) -> i32 {
         return TC_ACT_SHOT;
     }
     count(counter::DECAP);
-    if inner_type == ETH_P_IP || inner_type == ETH_P_IPV6 {
+    match delivery {
+        Delivery::Flood => {
+            flood::local(ctx, d.vni, 0);
+            TC_ACT_SHOT
+        }
         // Straight into the container's ingress, skipping the veth's backlog queue.
-        unsafe { bpf_redirect_peer(port, 0) as i32 }
-    } else {
+        Delivery::Port(port) if inner_type == ETH_P_IP || inner_type == ETH_P_IPV6 => unsafe {
+            bpf_redirect_peer(port, 0) as i32
+        },
         // Through the veth, which re-derives skb->protocol for non-IP frames (ARP).
-        unsafe { bpf_redirect(port, 0) as i32 }
+        Delivery::Port(port) => unsafe { bpf_redirect(port, 0) as i32 },
     }
 }

@@ -1,15 +1,19 @@
 //! vtep data path: a VXLAN tunnel endpoint in two programs.
 //!
 //! * `vtep_port` (TC ingress on the host side of every container veth): proxy ARP, local
-//!   switching and encapsulation towards remote VTEPs.
-//! * `vtep_underlay_tc` or `vtep_underlay_xdp` (on the underlay device): decapsulation into
-//!   local ports; anything else goes on to the host untouched.
+//!   switching, encapsulation towards remote VTEPs, flooding and miss events.
+//! * `vtep_underlay_tc` (TC ingress on the underlay device, optionally behind
+//!   `vtep_underlay_xdp`): decapsulation into local ports and learning; anything else goes
+//!   on to the host untouched.
 #![no_std]
 #![no_main]
 
 mod decap;
 mod encap;
+mod fdb;
+mod flood;
 mod maps;
+mod miss;
 mod port;
 mod stats;
 

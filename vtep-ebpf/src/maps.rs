@@ -4,10 +4,11 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use vtep_common::{
-    counter, Config, FdbEntry, IpVni, MacVni, NeighEntry, Port, MAX_FDB, MAX_NEIGH, MAX_PORTS,
+    counter, Config, FdbEntry, FloodList, IpVni, MacVni, NeighEntry, Port, VniPorts, MAX_FDB,
+    MAX_NEIGH, MAX_PORTS, MAX_VNIS, MISSES_BYTES,
 };
 
 #[map(name = "VTEP_CONFIG")]
@@ -31,3 +32,15 @@ pub static NEIGH: HashMap<IpVni, NeighEntry> = HashMap::pinned(MAX_NEIGH, BPF_F_
 
 #[map(name = "VTEP_STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::pinned(counter::COUNT, 0);
+
+/// VNI -> remote VTEPs that get broadcast, multicast and unknown-unicast frames.
+#[map(name = "VTEP_FLOOD")]
+pub static FLOOD: HashMap<u32, FloodList> = HashMap::pinned(MAX_VNIS, 0);
+
+/// VNI -> its local ports, for flooding inside the host.
+#[map(name = "VTEP_VNI_PORTS")]
+pub static VNI_PORTS: HashMap<u32, VniPorts> = HashMap::pinned(MAX_VNIS, 0);
+
+/// FDB and neighbour misses for `vtep monitor`.
+#[map(name = "VTEP_MISSES")]
+pub static MISSES: RingBuf = RingBuf::pinned(MISSES_BYTES, 0);

@@ -2,28 +2,27 @@
 //! bridge and the vxlan device do together in the classic setup.
 
 use aya_ebpf::{
-    bindings::{TC_ACT_SHOT, TC_ACT_OK},
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
     helpers::bpf_redirect,
     programs::TcContext,
 };
 use vtep_common::{
     counter,
     wire::{self, ARP_FRAME_LEN, ETH_LEN, ETH_P_ARP},
-    IpVni, MacVni,
+    IpVni, MacVni, Remote,
 };
 
 use crate::{
-    encap,
-    maps::{CONFIG, FDB, LOCAL, NEIGH, PORTS},
+    encap, fdb, flood,
+    maps::{CONFIG, LOCAL, NEIGH, PORTS},
+    miss,
     stats::count,
 };
-
-const SHOT: i32 = TC_ACT_SHOT;
 
 #[inline(always)]
 pub fn drop(reason: u32) -> i32 {
     count(reason);
-    SHOT
+    TC_ACT_SHOT
 }
 
 pub fn ingress(ctx: &TcContext) -> i32 {
@@ -47,14 +46,18 @@ pub fn ingress(ctx: &TcContext) -> i32 {
 
     if u16::from_be_bytes([eth[12], eth[13]]) == ETH_P_ARP {
         // Broadcast requests and unicast NUD probes alike are answered from the table.
-        if let Some(verdict) = proxy_arp(ctx, ifindex, vni) {
-            return verdict;
+        match proxy_arp(ctx, ifindex, vni) {
+            Arp::Answered(verdict) => return verdict,
+            Arp::Unknown(ip) if wire::is_multicast(&dst) => {
+                // The owner may still answer for itself: flood the request.
+                miss::neigh(vni, ifindex, ip);
+                return flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_ARP_MISS);
+            }
+            _ => {}
         }
-        if wire::is_multicast(&dst) {
-            return drop(counter::DROP_ARP_MISS);
-        }
-    } else if wire::is_multicast(&dst) {
-        return drop(counter::DROP_BUM);
+    }
+    if wire::is_multicast(&dst) {
+        return flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_BUM);
     }
 
     let key = MacVni::new(dst, vni);
@@ -62,24 +65,39 @@ pub fn ingress(ctx: &TcContext) -> i32 {
         count(counter::LOCAL);
         return unsafe { bpf_redirect(*out, 0) } as i32;
     }
-    if let Some(remote) = unsafe { FDB.get(key) } {
-        return encap::to_remote(ctx, cfg, remote, vni, &eth);
+    if let Some(entry) = fdb::lookup(&key, cfg) {
+        let to = Remote { ip: entry.remote_ip, port: entry.port, _pad: 0 };
+        return encap::unicast(ctx, cfg, &to, vni, &eth);
     }
-    drop(counter::DROP_NO_FDB)
+    miss::fdb(vni, ifindex, dst);
+    flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_NO_FDB)
+}
+
+enum Arp {
+    Answered(i32),
+    /// A request for an IP the table does not know.
+    Unknown([u8; 4]),
+    /// Not a request (a reply, a gratuitous announcement, or malformed).
+    Other,
 }
 
 /// Answers an ARP request from the neighbour table, back out of the port it came in on:
-/// the `proxy` behaviour of the kernel's vxlan device. None when the table has no answer.
-fn proxy_arp(ctx: &TcContext, ifindex: u32, vni: u32) -> Option<i32> {
+/// the `proxy` behaviour of the kernel's vxlan device.
+#[inline(always)]
+fn proxy_arp(ctx: &TcContext, ifindex: u32, vni: u32) -> Arp {
     let Ok(mut frame) = ctx.load::<[u8; ARP_FRAME_LEN]>(0) else {
-        return Some(drop(counter::DROP_MALFORMED));
+        return Arp::Other;
     };
-    let target = wire::arp_request_target(&frame)?;
-    let neigh = unsafe { NEIGH.get(IpVni { ip: target, vni }) }?;
+    let Some(target) = wire::arp_request_target(&frame) else {
+        return Arp::Other;
+    };
+    let Some(neigh) = (unsafe { NEIGH.get(IpVni { ip: target, vni }) }) else {
+        return Arp::Unknown(target);
+    };
     wire::arp_reply(&mut frame, &neigh.mac);
     if ctx.store(0, &frame, 0).is_err() {
-        return Some(drop(counter::DROP_MALFORMED));
+        return Arp::Answered(drop(counter::DROP_MALFORMED));
     }
     count(counter::ARP_REPLY);
-    Some(unsafe { bpf_redirect(ifindex, 0) as i32 })
+    Arp::Answered(unsafe { bpf_redirect(ifindex, 0) as i32 })
 }

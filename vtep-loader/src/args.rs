@@ -103,6 +103,41 @@ impl fmt::Display for Ipv4Prefix {
     }
 }
 
+pub fn parse_ttl(s: &str) -> Result<u8> {
+    match s.parse::<u8>() {
+        Ok(t) if t > 0 => Ok(t),
+        _ => bail!("invalid TTL \"{s}\" (expected 1..=255)"),
+    }
+}
+
+pub fn parse_ageing(s: &str) -> Result<u32> {
+    match s.parse::<u32>() {
+        Ok(a) if a > 0 => Ok(a),
+        _ => bail!("invalid ageing time \"{s}\" (expected seconds, at least 1)"),
+    }
+}
+
+/// The outer TOS: fixed, or copied from the inner IPv4 header (`tos inherit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tos {
+    Fixed(u8),
+    Inherit,
+}
+
+impl FromStr for Tos {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "inherit" {
+            return Ok(Tos::Inherit);
+        }
+        let value = match s.strip_prefix("0x") {
+            Some(hex) => u8::from_str_radix(hex, 16),
+            None => s.parse::<u8>(),
+        };
+        value.map(Tos::Fixed).map_err(|_| anyhow!("invalid TOS \"{s}\" (expected 0..=255, 0xNN or inherit)"))
+    }
+}
+
 /// A network namespace name as `ip netns` accepts it.
 pub fn parse_netns(s: &str) -> Result<String> {
     if s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\0') {
@@ -208,6 +243,12 @@ mod tests {
         assert!(parse_ifname("much-too-long-name").is_err());
         assert!(parse_mtu("1450").is_ok());
         assert!(parse_mtu("67").is_err());
+        assert!(parse_ttl("0").is_err());
+        assert_eq!(parse_ttl("255").unwrap(), 255);
+        assert!(parse_ageing("0").is_err());
+        assert_eq!("inherit".parse::<Tos>().unwrap(), Tos::Inherit);
+        assert_eq!("0x28".parse::<Tos>().unwrap(), Tos::Fixed(0x28));
+        assert!("256".parse::<Tos>().is_err());
     }
 
     #[test]

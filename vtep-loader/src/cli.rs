@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::args::{self, Ipv4Prefix, Mac, UdpPort, Vni};
+use crate::args::{self, Ipv4Prefix, Mac, Tos, UdpPort, Vni};
 
 #[derive(Parser, Debug)]
 #[command(name = "vtep", version, about = "A VXLAN tunnel endpoint whose data path is eBPF")]
@@ -43,6 +43,8 @@ pub enum Command {
     },
     /// Data-path counters, summed over CPUs.
     Stats,
+    /// Stream FDB and neighbour misses as they happen (like `ip monitor` with l2miss/l3miss).
+    Monitor,
 }
 
 #[derive(clap::Args, Debug)]
@@ -63,6 +65,21 @@ pub struct UpArgs {
     /// XDP attach mode on the underlay device (implies --decap xdp).
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpModeArg>,
+    /// Do not learn remote MACs from received frames (the kernel's `nolearning`).
+    #[arg(long)]
+    pub no_learning: bool,
+    /// Seconds a learned FDB entry lives without being seen again.
+    #[arg(long, default_value = "300", value_parser = args::parse_ageing)]
+    pub ageing: u32,
+    /// Outer UDP source port range; the port is hashed from the inner flow.
+    #[arg(long, num_args = 2, value_names = ["MIN", "MAX"], value_parser = |s: &str| s.parse::<UdpPort>())]
+    pub srcport: Option<Vec<UdpPort>>,
+    /// Outer IPv4 TTL.
+    #[arg(long, default_value = "64", value_parser = args::parse_ttl)]
+    pub ttl: u8,
+    /// Outer IPv4 TOS: a number, or `inherit` to copy the inner IPv4 TOS (DSCP and ECN).
+    #[arg(long, default_value = "0", value_parser = |s: &str| s.parse::<Tos>())]
+    pub tos: Tos,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,7 +133,9 @@ pub enum FdbCommand {
     Add(FdbEntryArgs),
     /// Add or overwrite a remote MAC: MAC dst IP vni N [port P].
     Replace(FdbEntryArgs),
-    /// Delete a remote MAC: MAC vni N.
+    /// Add a remote VTEP to a VNI's flood list: 00:00:00:00:00:00 dst IP vni N [port P].
+    Append(FdbEntryArgs),
+    /// Delete a remote MAC (MAC vni N), or a flood-list VTEP (00:00:00:00:00:00 dst IP vni N).
     Del(FdbKeyArgs),
     /// List entries.
     Show,
@@ -135,8 +154,8 @@ pub struct FdbEntryArgs {
 pub struct FdbKeyArgs {
     #[arg(value_parser = |s: &str| s.parse::<Mac>())]
     pub mac: Mac,
-    /// vni N
-    #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "vni N")]
+    /// vni N [dst IP]
+    #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "vni N [dst IP]")]
     pub rest: Vec<String>,
 }
 

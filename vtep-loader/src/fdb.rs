@@ -1,11 +1,12 @@
-//! `vtep fdb`: the forwarding database, like `bridge fdb ... dev vxlan1 self`.
+//! `vtep fdb`: the forwarding database, like `bridge fdb ... dev vxlan1 self`. The all-zeros
+//! MAC names a VNI's flood list, as it does for the kernel's vxlan device.
 
 use std::net::Ipv4Addr;
 
 use anyhow::{bail, Result};
-use aya::maps::MapError;
+use aya::maps::{HashMap, MapData, MapError};
 use serde::Serialize;
-use vtep_common::{map_name, wire::VXLAN_PORT, FdbEntry, MacVni, FDB_PERMANENT};
+use vtep_common::{map_name, wire::VXLAN_PORT, FdbEntry, FloodList, MacVni, Remote, FDB_PERMANENT, MAX_FLOOD};
 
 use crate::{
     args::{parse_ipv4, Keywords, Mac, UdpPort, Vni},
@@ -17,10 +18,19 @@ use crate::{
 };
 
 const BPF_NOEXIST: u64 = 1;
+const ZERO_MAC: [u8; 6] = [0; 6];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Add,
+    Replace,
+    Append,
+}
 
 struct Entry {
-    key: MacVni,
-    value: FdbEntry,
+    mac: Mac,
+    vni: u32,
+    remote: Remote,
 }
 
 fn parse_entry(args: &FdbEntryArgs) -> Result<Entry> {
@@ -28,50 +38,119 @@ fn parse_entry(args: &FdbEntryArgs) -> Result<Entry> {
     let dst = kw.required("dst", parse_ipv4)?;
     let vni = kw.required("vni", |s| s.parse::<Vni>())?;
     let port = kw.optional("port", |s| s.parse::<UdpPort>())?.map_or(VXLAN_PORT, |p| p.0);
-    if args.mac.0[0] & 1 == 1 || args.mac.0 == [0; 6] {
+    if args.mac.0[0] & 1 == 1 {
         bail!("MAC address {} is not a unicast address", args.mac);
     }
-    Ok(Entry {
-        key: MacVni::new(args.mac.0, vni.0),
-        value: FdbEntry { remote_ip: dst.octets(), port, flags: FDB_PERMANENT, seen_ns: 0 },
-    })
+    Ok(Entry { mac: args.mac, vni: vni.0, remote: Remote { ip: dst.octets(), port, _pad: 0 } })
 }
 
-fn parse_key(args: &FdbKeyArgs) -> Result<MacVni> {
-    let kw = Keywords::parse(&args.rest, &["vni"])?;
-    Ok(MacVni::new(args.mac.0, kw.required("vni", |s| s.parse::<Vni>())?.0))
-}
-
-/// `fdb add` refuses to overwrite (as `bridge fdb add` does); `fdb replace` overwrites.
-pub fn add(pins: &Pins, args: &FdbEntryArgs, replace: bool) -> Result<()> {
-    let entry = parse_entry(args)?;
+pub fn add(pins: &Pins, args: &FdbEntryArgs, op: Op) -> Result<()> {
+    let e = parse_entry(args)?;
     pins.require_up()?;
-    let local = pins.hash::<MacVni, u32>(map_name::LOCAL)?;
-    if local.get(&entry.key, 0).is_ok() {
-        bail!("{} is a local port in VNI {}", args.mac, entry.key.vni);
+    if e.mac.0 == ZERO_MAC {
+        return flood_add(pins, &e, op);
     }
-    let mut fdb = pins.hash::<MacVni, FdbEntry>(map_name::FDB)?;
-    match fdb.insert(entry.key, entry.value, if replace { 0 } else { BPF_NOEXIST }) {
-        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
-            bail!("FDB entry for {} in VNI {} already exists (use `vtep fdb replace`)", args.mac, entry.key.vni)
+    if op == Op::Append {
+        bail!("`fdb append` takes 00:00:00:00:00:00 (a flood-list VTEP); use `fdb add` or `fdb replace` for {}", e.mac);
+    }
+    let key = MacVni::new(e.mac.0, e.vni);
+    if pins.hash::<MacVni, u32>(map_name::LOCAL)?.get(&key, 0).is_ok() {
+        bail!("{} is a local port in VNI {}", e.mac, e.vni);
+    }
+    let value = FdbEntry { remote_ip: e.remote.ip, port: e.remote.port, flags: FDB_PERMANENT, seen_ns: 0 };
+    let mut fdb = fdb_map(pins)?;
+    match fdb.insert(key, value, if op == Op::Replace { 0 } else { BPF_NOEXIST }) {
+        Err(MapError::SyscallError(err)) if err.io_error.raw_os_error() == Some(libc::EEXIST) => {
+            bail!("FDB entry for {} in VNI {} already exists (use `vtep fdb replace`)", e.mac, e.vni)
         }
         r => Ok(r?),
     }
+}
+
+/// The all-zeros entries: `add` and `append` put a VTEP on the VNI's flood list (`add`
+/// only as its first), `replace` makes it the only one.
+fn flood_add(pins: &Pins, e: &Entry, op: Op) -> Result<()> {
+    let mut map = pins.hash::<u32, FloodList>(map_name::FLOOD)?;
+    let mut list = match op {
+        Op::Replace => FloodList::default(),
+        _ => map.get(&e.vni, 0).unwrap_or_default(),
+    };
+    let n = list.count as usize;
+    let dst = Ipv4Addr::from(e.remote.ip);
+    if op == Op::Add && n > 0 {
+        bail!("VNI {} already has a flood list (use `vtep fdb append` to add {dst})", e.vni);
+    }
+    if list.remotes.iter().take(n).any(|r| r.ip == e.remote.ip) {
+        bail!("{dst} is already in the flood list of VNI {}", e.vni);
+    }
+    if n >= MAX_FLOOD {
+        bail!("the flood list of VNI {} is full ({MAX_FLOOD} VTEPs)", e.vni);
+    }
+    list.remotes[n] = e.remote;
+    list.count += 1;
+    Ok(map.insert(e.vni, list, 0)?)
 }
 
 pub fn del(pins: &Pins, args: &FdbKeyArgs) -> Result<()> {
-    let key = parse_key(args)?;
+    let kw = Keywords::parse(&args.rest, &["vni", "dst"])?;
+    let vni = kw.required("vni", |s| s.parse::<Vni>())?.0;
+    let dst = kw.optional("dst", parse_ipv4)?;
     pins.require_up()?;
-    let mut fdb = pins.hash::<MacVni, FdbEntry>(map_name::FDB)?;
-    match fdb.remove(&key) {
-        Err(MapError::KeyNotFound) | Err(MapError::ElementNotFound) => {
-            bail!("no FDB entry for {} in VNI {}", args.mac, key.vni)
+    if args.mac.0 == ZERO_MAC {
+        return flood_del(pins, vni, dst);
+    }
+    if let Some(dst) = dst {
+        let key = MacVni::new(args.mac.0, vni);
+        if fdb_map(pins)?.get(&key, 0).ok().map(|e| e.remote_ip) != Some(dst.octets()) {
+            bail!("no FDB entry for {} dst {dst} in VNI {vni}", args.mac);
         }
-        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
-            bail!("no FDB entry for {} in VNI {}", args.mac, key.vni)
-        }
+    }
+    match fdb_map(pins)?.remove(&MacVni::new(args.mac.0, vni)) {
+        Err(e) if is_missing(&e) => bail!("no FDB entry for {} in VNI {vni}", args.mac),
         r => Ok(r?),
     }
+}
+
+/// Removes one VTEP from a VNI's flood list, or the whole list without `dst`.
+fn flood_del(pins: &Pins, vni: u32, dst: Option<Ipv4Addr>) -> Result<()> {
+    let mut map = pins.hash::<u32, FloodList>(map_name::FLOOD)?;
+    let Ok(list) = map.get(&vni, 0) else {
+        bail!("VNI {vni} has no flood list");
+    };
+    let remotes: Vec<Remote> = list.remotes.iter().take(list.count as usize).copied().collect();
+    let kept: Vec<Remote> = match dst {
+        Some(dst) => remotes.iter().copied().filter(|r| r.ip != dst.octets()).collect(),
+        None => Vec::new(),
+    };
+    if let Some(dst) = dst.filter(|_| kept.len() == remotes.len()) {
+        bail!("{dst} is not in the flood list of VNI {vni}");
+    }
+    if kept.is_empty() {
+        return Ok(map.remove(&vni)?);
+    }
+    let mut next = FloodList::default();
+    next.remotes[..kept.len()].copy_from_slice(&kept);
+    next.count = kept.len() as u32;
+    Ok(map.insert(vni, next, 0)?)
+}
+
+fn fdb_map(pins: &Pins) -> Result<HashMap<MapData, MacVni, FdbEntry>> {
+    pins.hash::<MacVni, FdbEntry>(map_name::FDB)
+}
+
+fn is_missing(e: &MapError) -> bool {
+    match e {
+        MapError::KeyNotFound | MapError::ElementNotFound => true,
+        MapError::SyscallError(err) => err.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
+/// Now on the clock bpf_ktime_get_ns() reads (CLOCK_MONOTONIC), in nanoseconds.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[derive(Serialize)]
@@ -85,10 +164,14 @@ struct FdbRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     dev: Option<String>,
     state: &'static str,
+    /// Seconds since a learned entry was last seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age: Option<u64>,
 }
 
 pub async fn show(pins: &Pins, json: bool) -> Result<()> {
     pins.require_up()?;
+    let ageing_ns = pins.config()?.ageing_ns;
     let mut rows = Vec::new();
     // Local ports first, as `bridge fdb show` lists the bridge's own ports.
     let nl = Netlink::connect()?;
@@ -100,28 +183,59 @@ pub async fn show(pins: &Pins, json: bool) -> Result<()> {
             port: None,
             dev: Some(nl.link_name(p.host_ifindex).await?.unwrap_or_default()),
             state: "permanent",
+            age: None,
         });
     }
-    let fdb = pins.hash::<MacVni, FdbEntry>(map_name::FDB)?;
+    let flood = pins.hash::<u32, FloodList>(map_name::FLOOD)?;
+    let mut lists = Vec::new();
+    for entry in flood.iter() {
+        lists.push(entry?);
+    }
+    lists.sort_by_key(|(vni, _)| *vni);
+    for (vni, list) in lists {
+        for r in list.remotes.iter().take(list.count as usize) {
+            rows.push(FdbRow {
+                mac: Mac(ZERO_MAC).to_string(),
+                vni,
+                dst: Some(Ipv4Addr::from(r.ip)),
+                port: Some(r.port),
+                dev: None,
+                state: "permanent",
+                age: None,
+            });
+        }
+    }
+    let mut fdb = fdb_map(pins)?;
     let mut remote = Vec::new();
     for entry in fdb.iter() {
-        let (k, v) = entry?;
-        remote.push((k, v));
+        remote.push(entry?);
     }
     remote.sort_by_key(|(k, _)| (k.vni, k.mac));
+    let now = monotonic_ns();
     for (k, v) in remote {
+        let learned = v.flags & FDB_PERMANENT == 0;
+        let age_ns = now.saturating_sub(v.seen_ns);
+        if learned && age_ns > ageing_ns {
+            // Expired: the data path ignores it already; tidy the table like the kernel does.
+            let _ = fdb.remove(&k);
+            continue;
+        }
         rows.push(FdbRow {
             mac: Mac(k.mac).to_string(),
             vni: k.vni,
             dst: Some(Ipv4Addr::from(v.remote_ip)),
             port: Some(v.port),
             dev: None,
-            state: if v.flags & FDB_PERMANENT != 0 { "permanent" } else { "learned" },
+            state: if learned { "learned" } else { "permanent" },
+            age: learned.then_some(age_ns / 1_000_000_000),
         });
     }
-    output::rows(json, &rows, |r| match (&r.dev, r.dst, r.port) {
-        (Some(dev), _, _) => format!("{} dev {} vni {} {}", r.mac, dev, r.vni, r.state),
-        (None, Some(dst), Some(port)) => format!("{} dst {} vni {} port {} {}", r.mac, dst, r.vni, port, r.state),
+    output::rows(json, &rows, |r| match (&r.dev, r.dst, r.port, r.age) {
+        (Some(dev), ..) => format!("{} dev {} vni {} {}", r.mac, dev, r.vni, r.state),
+        (None, Some(dst), Some(port), Some(age)) => {
+            format!("{} dst {} vni {} port {} learned age {}s", r.mac, dst, r.vni, port, age)
+        }
+        (None, Some(dst), Some(port), None) => format!("{} dst {} vni {} port {} {}", r.mac, dst, r.vni, port, r.state),
         _ => format!("{} vni {} {}", r.mac, r.vni, r.state),
     })
 }

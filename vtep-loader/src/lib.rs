@@ -5,6 +5,7 @@ pub mod args;
 pub mod cli;
 pub mod datapath;
 pub mod fdb;
+pub mod monitor;
 pub mod neigh;
 pub mod netns;
 pub mod output;
@@ -55,8 +56,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             PortCommand::Show => port::show(&pins, json).await,
         },
         Command::Fdb { command } => match command {
-            FdbCommand::Add(a) => fdb::add(&pins, &a, false),
-            FdbCommand::Replace(a) => fdb::add(&pins, &a, true),
+            FdbCommand::Add(a) => fdb::add(&pins, &a, fdb::Op::Add),
+            FdbCommand::Replace(a) => fdb::add(&pins, &a, fdb::Op::Replace),
+            FdbCommand::Append(a) => fdb::add(&pins, &a, fdb::Op::Append),
             FdbCommand::Del(a) => fdb::del(&pins, &a),
             FdbCommand::Show => fdb::show(&pins, json).await,
         },
@@ -66,5 +68,6 @@ async fn dispatch(cli: Cli) -> Result<()> {
             NeighCommand::Show => neigh::show(&pins, json),
         },
         Command::Stats => stats::show(&pins, json),
+        Command::Monitor => monitor::run(&pins, json).await,
     }
 }

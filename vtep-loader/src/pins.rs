@@ -50,6 +50,10 @@ impl Pins {
         self.dir.join("link_underlay")
     }
 
+    pub fn underlay_xdp_link(&self) -> PathBuf {
+        self.dir.join("link_underlay_xdp")
+    }
+
     pub fn port_program(&self) -> PathBuf {
         self.dir.join("prog_port")
     }
@@ -69,7 +73,7 @@ impl Pins {
         Ok(())
     }
 
-    fn map(&self, name: &str) -> Result<Map> {
+    pub fn map(&self, name: &str) -> Result<Map> {
         let md = MapData::from_pin(self.dir.join(name)).with_context(|| format!("opening pinned map {name}"))?;
         Ok(Map::from_map_data(md)?)
     }

@@ -7,7 +7,7 @@ use std::{fs, io};
 use anyhow::{bail, Result};
 use aya::maps::MapError;
 use serde::Serialize;
-use vtep_common::{map_name, MacVni, Port, IFNAME_MAX, NETNS_NAME_MAX};
+use vtep_common::{map_name, MacVni, Port, VniPorts, IFNAME_MAX, MAX_VNI_PORTS, NETNS_NAME_MAX};
 
 use crate::{
     args::{Ipv4Prefix, Mac, Vni},
@@ -58,6 +58,9 @@ impl PortState {
 
     /// Removes whatever exists of this port; also the rollback of a half-done `port add`.
     pub async fn teardown(&self, pins: &Pins, nl: &Netlink) -> Result<()> {
+        if self.host_ifindex != 0 {
+            vni_ports_remove(pins, self.port.vni, self.host_ifindex)?;
+        }
         let key = MacVni::new(self.port.mac, self.port.vni);
         let mut local = pins.hash::<MacVni, u32>(map_name::LOCAL)?;
         if local.get(&key, 0).ok() == Some(self.host_ifindex) {
@@ -146,8 +149,37 @@ async fn build(pins: &Pins, req: &PortRequest, nl: &Netlink, host_name: &str, st
     }
 
     pins.hash::<u32, Port>(map_name::PORTS)?.insert(state.host_ifindex, state.port, 0)?;
+    vni_ports_add(pins, req.vni.0, state.host_ifindex)?;
     pins.hash::<MacVni, u32>(map_name::LOCAL)?.insert(MacVni::new(req.mac.0, req.vni.0), state.host_ifindex, 0)?;
     datapath::attach_port(&pins.port_program(), host_name, &pins.port_link(state.host_ifindex))
+}
+
+/// Adds a port to its VNI's flood set.
+fn vni_ports_add(pins: &Pins, vni: u32, ifindex: u32) -> Result<()> {
+    let mut map = pins.hash::<u32, VniPorts>(map_name::VNI_PORTS)?;
+    let mut set = map.get(&vni, 0).unwrap_or_default();
+    let n = set.count as usize;
+    if n >= MAX_VNI_PORTS {
+        bail!("VNI {vni} already has {MAX_VNI_PORTS} ports on this host, the most vtep floods to");
+    }
+    set.ifindex[n] = ifindex;
+    set.count += 1;
+    Ok(map.insert(vni, set, 0)?)
+}
+
+fn vni_ports_remove(pins: &Pins, vni: u32, ifindex: u32) -> Result<()> {
+    let mut map = pins.hash::<u32, VniPorts>(map_name::VNI_PORTS)?;
+    let Ok(set) = map.get(&vni, 0) else {
+        return Ok(());
+    };
+    let kept: Vec<u32> = set.ifindex.iter().take(set.count as usize).copied().filter(|i| *i != ifindex).collect();
+    if kept.is_empty() {
+        return ignore_missing(map.remove(&vni));
+    }
+    let mut next = VniPorts::default();
+    next.ifindex[..kept.len()].copy_from_slice(&kept);
+    next.count = kept.len() as u32;
+    Ok(map.insert(vni, next, 0)?)
 }
 
 pub async fn del(pins: &Pins, netns_name: &str) -> Result<()> {

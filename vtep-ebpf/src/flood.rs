@@ -1,0 +1,67 @@
+//! Head-end replication of broadcast, multicast and unknown-unicast frames: a copy to every
+//! other local port of the VNI and one to every VTEP of the VNI's flood list.
+//!
+//! The loops keep no per-copy state (no running count of successes): the verifier explores
+//! every iteration, and state that differs per path would multiply the paths it must walk.
+
+use aya_ebpf::{bindings::TC_ACT_SHOT, programs::TcContext};
+use vtep_common::{counter, wire::ETH_LEN, Config};
+
+use crate::{
+    encap,
+    maps::{FLOOD, VNI_PORTS},
+    port::drop,
+    stats::count,
+};
+
+/// Copies of the (still unencapsulated) frame to the VNI's local ports but `except`.
+#[inline(always)]
+pub fn local(ctx: &TcContext, vni: u32, except: u32) {
+    let Some(ports) = (unsafe { VNI_PORTS.get(vni) }) else {
+        return;
+    };
+    for &ifindex in ports.ifindex.iter().take(ports.count as usize) {
+        if ifindex != except && ctx.clone_redirect(ifindex, 0).is_ok() {
+            count(counter::FLOOD_LOCAL);
+        }
+    }
+}
+
+/// A frame from port `ifindex` nobody is known to own: flood it, or drop it as `reason`
+/// when the VNI has nowhere to flood to.
+#[inline(always)]
+pub fn from_port(ctx: &TcContext, cfg: &Config, vni: u32, ifindex: u32, inner_eth: &[u8; ETH_LEN], reason: u32) -> i32 {
+    let local_ports = unsafe { VNI_PORTS.get(vni) }.map_or(0, |p| p.count);
+    let remotes = unsafe { FLOOD.get(vni) }.map_or(0, |l| l.count);
+    // The sender is one of the local ports.
+    if local_ports <= 1 && remotes == 0 {
+        return drop(reason);
+    }
+    local(ctx, vni, ifindex);
+    if remotes > 0 {
+        remote(ctx, cfg, vni, inner_eth);
+    }
+    // The original is consumed: only its copies travel.
+    TC_ACT_SHOT
+}
+
+/// Encapsulates once; each copy only rewrites the outer headers and takes the detour
+/// through the underlay's ingress for its next hop.
+#[inline(always)]
+fn remote(ctx: &TcContext, cfg: &Config, vni: u32, inner_eth: &[u8; ETH_LEN]) {
+    let Some(tunnel) = encap::open(ctx, cfg, vni, inner_eth) else {
+        count(counter::DROP_ENCAP_FAIL);
+        return;
+    };
+    let Some(list) = (unsafe { FLOOD.get(vni) }) else {
+        return;
+    };
+    encap::reflect_mark(ctx);
+    for remote in list.remotes.iter().take(list.count as usize) {
+        if encap::address(ctx, cfg, &tunnel, remote, ([0; 6], [0; 6]))
+            && ctx.clone_redirect(cfg.underlay_ifindex, encap::REFLECT_FLAGS).is_ok()
+        {
+            count(counter::FLOOD_REMOTE);
+        }
+    }
+}
