@@ -159,7 +159,7 @@ fn down_leaves_no_programs_links_pins_veths_or_namespaces() -> Result<()> {
         let bed = Testbed::new(&unique_tag("d"), [Stack::vtep_with(mode), Stack::vtep()])?;
         let h1 = bed.c1();
         let ino = std::fs::metadata(format!("/run/netns/{}", h1.ns))?;
-        let pin_dir = format!("/sys/fs/bpf/vtep/v1/netns-{}", std::os::unix::fs::MetadataExt::ino(&ino));
+        let pin_dir = format!("/sys/fs/bpf/vtep/v{}/netns-{}", vtep_common::LAYOUT_VERSION, std::os::unix::fs::MetadataExt::ino(&ino));
         // What vtep pinned: the attachments (bpf_links) and the programs behind them.
         let (mut links, mut progs) = (Vec::new(), Vec::new());
         for entry in std::fs::read_dir(&pin_dir)? {

@@ -32,6 +32,8 @@ counters! {
     AGED = 20, "aged", "learned FDB entries found expired and removed";
     REFLECT = 21, "reflect", "encapsulated frames routed through the underlay's ingress for neighbour resolution";
     MISS_LOST = 22, "miss_lost", "miss events lost because the monitor ring was full";
+    DROP_SPOOF = 23, "drop_spoof", "frames from a port with a source MAC or IP not its own";
+    DROP_UNKNOWN_PEER = 24, "drop_unknown_peer", "VXLAN from a VTEP outside the VNI's FDB and flood list (--strict-peers)";
 }
 
 pub const COUNT: u32 = ALL.len() as u32;
@@ -41,6 +43,6 @@ mod tests {
     #[test]
     fn ids_index_names() {
         assert_eq!(super::ALL[super::PASS_NO_PORT as usize].0, "pass_no_port");
-        assert_eq!(super::COUNT, 23);
+        assert_eq!(super::COUNT, 25);
     }
 }

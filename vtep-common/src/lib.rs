@@ -10,7 +10,7 @@ pub mod wire;
 
 /// Bumped whenever a map's key or value layout changes; the pin directory carries it so a
 /// new loader never reuses maps pinned by an older one.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// skb mark of an encapsulated frame sent through the underlay's ingress so the kernel
 /// re-derives its protocol (IPv4) before `bpf_redirect_neigh` resolves the next hop.
@@ -27,6 +27,8 @@ pub mod map_name {
     pub const FDB: &str = "VTEP_FDB";
     pub const NEIGH: &str = "VTEP_NEIGH";
     pub const STATS: &str = "VTEP_STATS";
+    pub const LEARNED: &str = "VTEP_LEARNED";
+    pub const PEERS: &str = "VTEP_PEERS";
     pub const FLOOD: &str = "VTEP_FLOOD";
     pub const VNI_PORTS: &str = "VTEP_VNI_PORTS";
     pub const MISSES: &str = "VTEP_MISSES";
@@ -36,6 +38,9 @@ pub mod map_name {
 /// costs nothing until it is used.
 pub const MAX_PORTS: u32 = 4096;
 pub const MAX_FDB: u32 = 1 << 20;
+/// Learned entries live in an LRU map of this size unless `vtep up --max-learned` says
+/// otherwise: a flood of fake source MACs can evict only other learned entries.
+pub const DEFAULT_MAX_LEARNED: u32 = 1 << 16;
 pub const MAX_NEIGH: u32 = 1 << 16;
 pub const MAX_VNIS: u32 = 4096;
 /// Remote VTEPs in one VNI's flood list, and local ports of one VNI: both are replicated
@@ -66,7 +71,9 @@ pub struct Config {
     pub tos_inherit: u8,
     /// Outer TOS when not inherited.
     pub tos: u8,
-    pub _pad: [u8; 5],
+    /// Non-zero: accept VXLAN only from VTEPs in the VNI's FDB or flood list.
+    pub strict_peers: u8,
+    pub _pad: [u8; 4],
     /// Learned FDB entries older than this are ignored and removed.
     pub ageing_ns: u64,
 }
@@ -86,7 +93,8 @@ impl MacVni {
     }
 }
 
-/// Entry flag: added by hand (`bridge fdb ... permanent`), never aged out.
+/// Entry flag: added by hand (`bridge fdb ... permanent`), never aged out. Permanent
+/// entries live in the FDB map, learned ones in the LEARNED map.
 pub const FDB_PERMANENT: u16 = 1;
 
 /// Where a remote MAC lives: the VTEP to tunnel to.
@@ -114,6 +122,9 @@ pub struct Port {
     /// Container address, network byte order.
     pub ipv4: [u8; 4],
     pub mtu: u32,
+    /// Non-zero: the container may send with any source MAC and IP.
+    pub allow_spoofing: u8,
+    pub _pad: [u8; 3],
     /// Container namespace name, NUL padded; read only by the loader.
     pub netns: [u8; NETNS_NAME_MAX],
     /// Interface name inside the container, NUL padded.
@@ -205,7 +216,7 @@ mod tests {
 
     #[test]
     fn map_types_have_no_implicit_padding() {
-        assert_eq!(size_of::<Config>(), 4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 5 + 8);
+        assert_eq!(size_of::<Config>(), 4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 4 + 8);
         assert_eq!(size_of::<Remote>(), 8);
         assert_eq!(size_of::<FloodList>(), 4 + 8 * MAX_FLOOD);
         assert_eq!(size_of::<VniPorts>(), 4 + 4 * MAX_VNI_PORTS);
@@ -214,6 +225,6 @@ mod tests {
         assert_eq!(size_of::<FdbEntry>(), 16);
         assert_eq!(size_of::<IpVni>(), 8);
         assert_eq!(size_of::<NeighEntry>(), 8);
-        assert_eq!(size_of::<Port>(), 4 + 6 + 1 + 1 + 4 + 4 + NETNS_NAME_MAX + IFNAME_MAX);
+        assert_eq!(size_of::<Port>(), 4 + 6 + 1 + 1 + 4 + 4 + 1 + 3 + NETNS_NAME_MAX + IFNAME_MAX);
     }
 }

@@ -50,6 +50,9 @@ fn classify(cfg: &Config, h: &[u8; DECAP_MIN], frame_len: usize, gso: bool) -> R
         Err(Reject::NotVxlan) => return Err(counter::PASS_NOT_VXLAN),
         Err(Reject::BadVxlan) => return Err(counter::PASS_BAD_VXLAN),
     };
+    if !fdb::peer_allowed(cfg, d.vni, d.remote_ip) {
+        return Err(counter::DROP_UNKNOWN_PEER);
+    }
     fdb::learn(cfg, d.vni, d.inner_src, d.remote_ip);
     if wire::is_multicast(&d.inner_dst) {
         return Ok((d, Delivery::Flood));
@@ -75,6 +78,8 @@ pub fn underlay_xdp(ctx: &XdpContext) -> u32 {
         Ok((d, Delivery::Port(port))) => (d, port),
         // XDP cannot copy a frame to several ports: the TC program behind it floods.
         Ok((_, Delivery::Flood)) => return XDP_PASS,
+        // Counted by the TC program behind, which sees every frame XDP passes.
+        Err(counter::DROP_UNKNOWN_PEER) => return XDP_PASS,
         Err(reason) => {
             count(reason);
             return XDP_PASS;
@@ -107,6 +112,10 @@ pub fn underlay_tc(ctx: &TcContext) -> i32 {
     let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
     let (d, delivery) = match classify(cfg, &h, ctx.len() as usize, gso) {
         Ok(found) => found,
+        Err(counter::DROP_UNKNOWN_PEER) => {
+            count(counter::DROP_UNKNOWN_PEER);
+            return TC_ACT_SHOT;
+        }
         Err(reason) => {
             count(reason);
             return TC_ACT_OK;

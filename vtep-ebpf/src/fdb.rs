@@ -1,11 +1,11 @@
-//! The FDB as the data path sees it: lookups that honour ageing, and learning from
-//! received frames (the kernel vxlan device's `learning`).
+//! The FDB as the data path sees it: permanent entries first, then learned ones (which
+//! honour ageing), and learning from received frames (the kernel vxlan device's `learning`).
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use vtep_common::{counter, wire, Config, FdbEntry, MacVni, FDB_PERMANENT};
+use vtep_common::{counter, wire, Config, FdbEntry, IpVni, MacVni};
 
 use crate::{
-    maps::{FDB, LOCAL},
+    maps::{FDB, LEARNED, LOCAL, PEERS},
     stats::count,
 };
 
@@ -13,23 +13,29 @@ use crate::{
 /// packet.
 const REFRESH_NS: u64 = 1_000_000_000;
 
-/// The remote VTEP of `key`, unless it is a learned entry past its age: that one is
-/// removed, so expiry needs no process running.
+/// The remote VTEP of `key`. A learned entry past its age is removed instead, so expiry
+/// needs no process running.
 #[inline(always)]
 pub fn lookup(key: &MacVni, cfg: &Config) -> Option<FdbEntry> {
-    let entry = *unsafe { FDB.get(key) }?;
-    if entry.flags & FDB_PERMANENT == 0 {
-        let age = unsafe { bpf_ktime_get_ns() }.wrapping_sub(entry.seen_ns);
-        if age > cfg.ageing_ns {
-            let _ = FDB.remove(key);
-            count(counter::AGED);
-            return None;
-        }
+    if let Some(entry) = unsafe { FDB.get(key) } {
+        return Some(*entry);
+    }
+    let entry = *unsafe { LEARNED.get(key) }?;
+    if unsafe { bpf_ktime_get_ns() }.wrapping_sub(entry.seen_ns) > cfg.ageing_ns {
+        let _ = LEARNED.remove(key);
+        count(counter::AGED);
+        return None;
     }
     Some(entry)
 }
 
-/// Records that `src` in `vni` lives behind `remote_ip`. Never touches a permanent entry
+/// True when `--strict-peers` lets VXLAN from `remote_ip` into `vni`.
+#[inline(always)]
+pub fn peer_allowed(cfg: &Config, vni: u32, remote_ip: [u8; 4]) -> bool {
+    cfg.strict_peers == 0 || unsafe { PEERS.get(IpVni { ip: remote_ip, vni }) }.is_some()
+}
+
+/// Records that `src` in `vni` lives behind `remote_ip`. Never shadows a permanent entry
 /// or a MAC of a local port; a learned MAC seen behind another VTEP moves there.
 #[inline(always)]
 pub fn learn(cfg: &Config, vni: u32, src: [u8; 6], remote_ip: [u8; 4]) {
@@ -37,15 +43,12 @@ pub fn learn(cfg: &Config, vni: u32, src: [u8; 6], remote_ip: [u8; 4]) {
         return;
     }
     let key = MacVni::new(src, vni);
-    if unsafe { LOCAL.get(key) }.is_some() {
+    if unsafe { LOCAL.get(key) }.is_some() || unsafe { FDB.get(key) }.is_some() {
         return;
     }
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(entry) = FDB.get_ptr_mut(key) {
+    if let Some(entry) = LEARNED.get_ptr_mut(key) {
         let entry = unsafe { &mut *entry };
-        if entry.flags & FDB_PERMANENT != 0 {
-            return;
-        }
         if entry.remote_ip == remote_ip {
             if now.wrapping_sub(entry.seen_ns) > REFRESH_NS {
                 entry.seen_ns = now;
@@ -55,7 +58,7 @@ pub fn learn(cfg: &Config, vni: u32, src: [u8; 6], remote_ip: [u8; 4]) {
         // Moved behind another VTEP: replace the whole entry so readers never see a mix.
     }
     let entry = FdbEntry { remote_ip, port: cfg.udp_port, flags: 0, seen_ns: now };
-    if FDB.insert(key, entry, 0).is_ok() {
+    if LEARNED.insert(key, entry, 0).is_ok() {
         count(counter::LEARNED);
     }
 }

@@ -4,11 +4,11 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use vtep_common::{
-    counter, Config, FdbEntry, FloodList, IpVni, MacVni, NeighEntry, Port, VniPorts, MAX_FDB,
-    MAX_NEIGH, MAX_PORTS, MAX_VNIS, MISSES_BYTES,
+    counter, Config, FdbEntry, FloodList, IpVni, MacVni, NeighEntry, Port, VniPorts,
+    DEFAULT_MAX_LEARNED, MAX_FDB, MAX_NEIGH, MAX_PORTS, MAX_VNIS, MISSES_BYTES,
 };
 
 #[map(name = "VTEP_CONFIG")]
@@ -22,9 +22,19 @@ pub static PORTS: HashMap<u32, Port> = HashMap::pinned(MAX_PORTS, 0);
 #[map(name = "VTEP_LOCAL")]
 pub static LOCAL: HashMap<MacVni, u32> = HashMap::pinned(MAX_PORTS, 0);
 
-/// (MAC, VNI) of a remote container -> remote VTEP.
+/// (MAC, VNI) of a remote container -> remote VTEP, added by hand (permanent).
 #[map(name = "VTEP_FDB")]
 pub static FDB: HashMap<MacVni, FdbEntry> = HashMap::pinned(MAX_FDB, BPF_F_NO_PREALLOC);
+
+/// The same, learned from received frames. An LRU map (sized by `--max-learned`), so a
+/// flood of fake source MACs only ever evicts other learned entries.
+#[map(name = "VTEP_LEARNED")]
+pub static LEARNED: LruHashMap<MacVni, FdbEntry> = LruHashMap::pinned(DEFAULT_MAX_LEARNED, 0);
+
+/// (VTEP address, VNI) -> how many FDB entries and flood-list slots name it: the peers
+/// `--strict-peers` accepts. Kept by the loader.
+#[map(name = "VTEP_PEERS")]
+pub static PEERS: HashMap<IpVni, u32> = HashMap::pinned(MAX_NEIGH, BPF_F_NO_PREALLOC);
 
 /// (IP, VNI) -> MAC, for answering ARP on behalf of remote containers.
 #[map(name = "VTEP_NEIGH")]

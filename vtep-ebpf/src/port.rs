@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use vtep_common::{
     counter,
-    wire::{self, ARP_FRAME_LEN, ETH_LEN, ETH_P_ARP},
-    IpVni, MacVni, Remote,
+    wire::{self, ARP_FRAME_LEN, ETH_LEN, ETH_P_ARP, ETH_P_IP},
+    IpVni, MacVni, Port, Remote,
 };
 
 use crate::{
@@ -43,6 +43,9 @@ pub fn ingress(ctx: &TcContext) -> i32 {
     };
     let dst = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
     let vni = port.vni;
+    if port.allow_spoofing == 0 && !sends_as_itself(ctx, port, &eth) {
+        return drop(counter::DROP_SPOOF);
+    }
 
     if u16::from_be_bytes([eth[12], eth[13]]) == ETH_P_ARP {
         // Broadcast requests and unicast NUD probes alike are answered from the table.
@@ -71,6 +74,25 @@ pub fn ingress(ctx: &TcContext) -> i32 {
     }
     miss::fdb(vni, ifindex, dst);
     flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_NO_FDB)
+}
+
+/// A port may only send with its own MAC, and IPv4 and ARP only from its own address (or
+/// 0.0.0.0, which duplicate-address probes use).
+#[inline(always)]
+fn sends_as_itself(ctx: &TcContext, port: &Port, eth: &[u8; ETH_LEN]) -> bool {
+    if eth[6..12] != port.mac {
+        return false;
+    }
+    let own_ip = |ip: [u8; 4]| ip == port.ipv4 || ip == [0; 4];
+    match u16::from_be_bytes([eth[12], eth[13]]) {
+        ETH_P_IP => matches!(ctx.load::<[u8; 4]>(ETH_LEN + 12), Ok(ip) if own_ip(ip)),
+        ETH_P_ARP => match ctx.load::<[u8; 10]>(ETH_LEN + 8) {
+            // Sender hardware address, then sender protocol address.
+            Ok(s) => s[..6] == port.mac && own_ip([s[6], s[7], s[8], s[9]]),
+            Err(_) => false,
+        },
+        _ => true,
+    }
 }
 
 enum Arp {

@@ -110,6 +110,13 @@ pub fn parse_ttl(s: &str) -> Result<u8> {
     }
 }
 
+pub fn parse_max_learned(s: &str) -> Result<u32> {
+    match s.parse::<u32>() {
+        Ok(n) if (1..=vtep_common::MAX_FDB).contains(&n) => Ok(n),
+        _ => bail!("invalid --max-learned \"{s}\" (expected 1..={})", vtep_common::MAX_FDB),
+    }
+}
+
 pub fn parse_ageing(s: &str) -> Result<u32> {
     match s.parse::<u32>() {
         Ok(a) if a > 0 => Ok(a),

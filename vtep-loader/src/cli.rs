@@ -80,6 +80,12 @@ pub struct UpArgs {
     /// Outer IPv4 TOS: a number, or `inherit` to copy the inner IPv4 TOS (DSCP and ECN).
     #[arg(long, default_value = "0", value_parser = |s: &str| s.parse::<Tos>())]
     pub tos: Tos,
+    /// Accept VXLAN only from VTEPs in the VNI's FDB (added by hand) or flood list.
+    #[arg(long)]
+    pub strict_peers: bool,
+    /// Most learned FDB entries kept (least recently used go first; permanent entries never).
+    #[arg(long, default_value_t = vtep_common::DEFAULT_MAX_LEARNED, value_parser = args::parse_max_learned)]
+    pub max_learned: u32,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +123,9 @@ pub enum PortCommand {
         /// Interface name inside the container.
         #[arg(long, default_value = "eth0", value_parser = args::parse_ifname)]
         ifname: String,
+        /// Let the container send with any source MAC and IP (off: only its own).
+        #[arg(long)]
+        allow_spoofing: bool,
     },
     /// Remove a container port (and its namespace, if `port add` created it).
     Del {

@@ -1,14 +1,22 @@
 //! Loading, attaching and pinning the eBPF programs. Attachments are pinned bpf_links, so
-//! the data path keeps running after `vtep` exits and is removed by unpinning.
+//! the data path keeps running after `vtep` exits and is removed by unpinning; a new
+//! program takes over an existing link atomically (bpf_link_update), so an upgrade never
+//! leaves a device without one.
 
-use std::path::Path;
+use std::{fs, io, path::Path};
 
 use anyhow::{Context, Result};
 use aya::{
     include_bytes_aligned,
-    programs::{links::FdLink, SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{
+        links::{FdLink, PinnedLink},
+        tc::SchedClassifierLink,
+        xdp::XdpLink,
+        SchedClassifier, TcAttachType, Xdp, XdpMode,
+    },
     Ebpf, EbpfLoader,
 };
+use vtep_common::map_name;
 
 /// The compiled eBPF object (built by build.rs through aya-build).
 pub static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vtep"));
@@ -18,46 +26,72 @@ pub const UNDERLAY_XDP_PROGRAM: &str = "vtep_underlay_xdp";
 pub const UNDERLAY_TC_PROGRAM: &str = "vtep_underlay_tc";
 
 /// Loads the object, creating (or reusing) the maps pinned in `pin_dir`.
-pub fn load(pin_dir: &Path) -> Result<Ebpf> {
+pub fn load(pin_dir: &Path, max_learned: u32) -> Result<Ebpf> {
     EbpfLoader::new()
         .default_map_pin_directory(pin_dir)
+        .map_max_entries(map_name::LEARNED, max_learned)
         .load(OBJECT)
         .context("loading the eBPF object")
 }
 
-/// Loads the port program and pins it so later `port add` invocations can attach it.
-pub fn pin_port_program(ebpf: &mut Ebpf, path: &Path) -> Result<()> {
-    let prog: &mut SchedClassifier = ebpf.program_mut(PORT_PROGRAM).context("port program missing")?.try_into()?;
-    prog.load().context("verifying the port program")?;
-    prog.pin(path).context("pinning the port program")?;
+/// The named TC program, verified and pinned at `pin` (replacing an older pin, so later
+/// `port add` invocations attach the current one).
+pub fn tc_program<'a>(ebpf: &'a mut Ebpf, name: &str, pin: &Path) -> Result<&'a mut SchedClassifier> {
+    let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program missing from the object")?.try_into()?;
+    prog.load().with_context(|| format!("verifying {name}"))?;
+    replace_pin(pin)?;
+    prog.pin(pin).with_context(|| format!("pinning {name}"))?;
+    Ok(prog)
+}
+
+pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, pin: &Path) -> Result<&'a mut Xdp> {
+    let prog: &mut Xdp = ebpf.program_mut(UNDERLAY_XDP_PROGRAM).context("program missing from the object")?.try_into()?;
+    prog.load().context("verifying the XDP program")?;
+    replace_pin(pin)?;
+    prog.pin(pin).context("pinning the XDP program")?;
+    Ok(prog)
+}
+
+fn replace_pin(pin: &Path) -> Result<()> {
+    match fs::remove_file(pin) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).with_context(|| format!("unpinning {}", pin.display())),
+        _ => Ok(()),
+    }
+}
+
+/// `prog` at TC ingress of `ifname`: swapped into the link pinned at `link_path` if there
+/// is one, else attached (TCX) and pinned there.
+pub fn tc_link(prog: &mut SchedClassifier, ifname: &str, link_path: &Path) -> Result<()> {
+    if link_path.exists() {
+        let old = PinnedLink::from_pin(link_path).context("opening a pinned TC link")?;
+        let link = SchedClassifierLink::try_from(FdLink::from(old))?;
+        let id = prog.attach_to_link(link).with_context(|| format!("replacing the program on {ifname}"))?;
+        // The pin keeps the link; only this process's handle goes.
+        drop(prog.take_link(id)?);
+        return Ok(());
+    }
+    let id = prog.attach(ifname, TcAttachType::Ingress).with_context(|| format!("attaching TC to {ifname}"))?;
+    let link: FdLink = prog.take_link(id)?.try_into().context("TC attachment is not a bpf_link")?;
+    link.pin(link_path).context("pinning the TC link")?;
     Ok(())
 }
 
-pub fn attach_underlay_xdp(ebpf: &mut Ebpf, ifindex: u32, mode: XdpMode, link_path: &Path) -> Result<()> {
-    let prog: &mut Xdp = ebpf.program_mut(UNDERLAY_XDP_PROGRAM).context("underlay program missing")?.try_into()?;
-    prog.load().context("verifying the underlay program")?;
+pub fn xdp_link(prog: &mut Xdp, ifindex: u32, mode: XdpMode, link_path: &Path) -> Result<()> {
+    if link_path.exists() {
+        let old = PinnedLink::from_pin(link_path).context("opening the pinned XDP link")?;
+        let link = XdpLink::try_from(FdLink::from(old))?;
+        let id = prog.attach_to_link(link).context("replacing the XDP program")?;
+        drop(prog.take_link(id)?);
+        return Ok(());
+    }
     let id = prog.attach_to_if_index(ifindex, mode).context("attaching XDP to the underlay device")?;
     let link: FdLink = prog.take_link(id)?.try_into().context("XDP attachment is not a bpf_link")?;
     link.pin(link_path).context("pinning the XDP link")?;
     Ok(())
 }
 
-pub fn attach_underlay_tc(ebpf: &mut Ebpf, ifname: &str, link_path: &Path) -> Result<()> {
-    let prog: &mut SchedClassifier =
-        ebpf.program_mut(UNDERLAY_TC_PROGRAM).context("underlay program missing")?.try_into()?;
-    prog.load().context("verifying the underlay program")?;
-    attach_tc(prog, ifname, link_path)
-}
-
 /// Attaches the pinned port program at TC ingress of `ifname` (TCX) and pins the link.
 pub fn attach_port(program_path: &Path, ifname: &str, link_path: &Path) -> Result<()> {
     let mut prog = SchedClassifier::from_pin(program_path).context("opening the pinned port program")?;
-    attach_tc(&mut prog, ifname, link_path)
-}
-
-fn attach_tc(prog: &mut SchedClassifier, ifname: &str, link_path: &Path) -> Result<()> {
-    let id = prog.attach(ifname, TcAttachType::Ingress).with_context(|| format!("attaching TC to {ifname}"))?;
-    let link: FdLink = prog.take_link(id)?.try_into().context("TC attachment is not a bpf_link")?;
-    link.pin(link_path).context("pinning the TC link")?;
-    Ok(())
+    tc_link(&mut prog, ifname, link_path)
 }

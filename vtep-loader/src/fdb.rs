@@ -6,7 +6,9 @@ use std::net::Ipv4Addr;
 use anyhow::{bail, Result};
 use aya::maps::{HashMap, MapData, MapError};
 use serde::Serialize;
-use vtep_common::{map_name, wire::VXLAN_PORT, FdbEntry, FloodList, MacVni, Remote, FDB_PERMANENT, MAX_FLOOD};
+use vtep_common::{
+    map_name, wire::VXLAN_PORT, FdbEntry, FloodList, IpVni, MacVni, Remote, FDB_PERMANENT, MAX_FLOOD,
+};
 
 use crate::{
     args::{parse_ipv4, Keywords, Mac, UdpPort, Vni},
@@ -57,23 +59,49 @@ pub fn add(pins: &Pins, args: &FdbEntryArgs, op: Op) -> Result<()> {
     if pins.hash::<MacVni, u32>(map_name::LOCAL)?.get(&key, 0).is_ok() {
         bail!("{} is a local port in VNI {}", e.mac, e.vni);
     }
-    let value = FdbEntry { remote_ip: e.remote.ip, port: e.remote.port, flags: FDB_PERMANENT, seen_ns: 0 };
-    let mut fdb = fdb_map(pins)?;
-    match fdb.insert(key, value, if op == Op::Replace { 0 } else { BPF_NOEXIST }) {
-        Err(MapError::SyscallError(err)) if err.io_error.raw_os_error() == Some(libc::EEXIST) => {
-            bail!("FDB entry for {} in VNI {} already exists (use `vtep fdb replace`)", e.mac, e.vni)
-        }
-        r => Ok(r?),
+    let (mut fdb, mut learned) = (table(pins, map_name::FDB)?, table(pins, map_name::LEARNED)?);
+    let old = fdb.get(&key, 0).ok();
+    // As with the kernel, an entry already learned makes `fdb add` fail.
+    if op == Op::Add && (old.is_some() || learned.get(&key, 0).is_ok()) {
+        bail!("FDB entry for {} in VNI {} already exists (use `vtep fdb replace`)", e.mac, e.vni);
     }
+    let value = FdbEntry { remote_ip: e.remote.ip, port: e.remote.port, flags: FDB_PERMANENT, seen_ns: 0 };
+    fdb.insert(key, value, if op == Op::Replace { 0 } else { BPF_NOEXIST })?;
+    if let Err(err) = learned.remove(&key) {
+        if !is_missing(&err) {
+            return Err(err.into());
+        }
+    }
+    peer_ref(pins, e.vni, e.remote.ip, 1)?;
+    match old {
+        Some(old) => peer_ref(pins, e.vni, old.remote_ip, -1),
+        None => Ok(()),
+    }
+}
+
+/// Counts how many FDB entries and flood-list slots name a VTEP: the set of peers
+/// `--strict-peers` accepts follows the tables without the data path searching them.
+fn peer_ref(pins: &Pins, vni: u32, ip: [u8; 4], delta: i32) -> Result<()> {
+    let mut peers = pins.hash::<IpVni, u32>(map_name::PEERS)?;
+    let key = IpVni { ip, vni };
+    let refs = peers.get(&key, 0).unwrap_or(0).saturating_add_signed(delta);
+    if refs == 0 {
+        return match peers.remove(&key) {
+            Err(e) if !is_missing(&e) => Err(e.into()),
+            _ => Ok(()),
+        };
+    }
+    Ok(peers.insert(key, refs, 0)?)
 }
 
 /// The all-zeros entries: `add` and `append` put a VTEP on the VNI's flood list (`add`
 /// only as its first), `replace` makes it the only one.
 fn flood_add(pins: &Pins, e: &Entry, op: Op) -> Result<()> {
     let mut map = pins.hash::<u32, FloodList>(map_name::FLOOD)?;
+    let old = map.get(&e.vni, 0).unwrap_or_default();
     let mut list = match op {
         Op::Replace => FloodList::default(),
-        _ => map.get(&e.vni, 0).unwrap_or_default(),
+        _ => old,
     };
     let n = list.count as usize;
     let dst = Ipv4Addr::from(e.remote.ip);
@@ -88,7 +116,14 @@ fn flood_add(pins: &Pins, e: &Entry, op: Op) -> Result<()> {
     }
     list.remotes[n] = e.remote;
     list.count += 1;
-    Ok(map.insert(e.vni, list, 0)?)
+    map.insert(e.vni, list, 0)?;
+    peer_ref(pins, e.vni, e.remote.ip, 1)?;
+    if op == Op::Replace {
+        for r in old.remotes.iter().take(old.count as usize) {
+            peer_ref(pins, e.vni, r.ip, -1)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn del(pins: &Pins, args: &FdbKeyArgs) -> Result<()> {
@@ -99,15 +134,24 @@ pub fn del(pins: &Pins, args: &FdbKeyArgs) -> Result<()> {
     if args.mac.0 == ZERO_MAC {
         return flood_del(pins, vni, dst);
     }
-    if let Some(dst) = dst {
-        let key = MacVni::new(args.mac.0, vni);
-        if fdb_map(pins)?.get(&key, 0).ok().map(|e| e.remote_ip) != Some(dst.octets()) {
-            bail!("no FDB entry for {} dst {dst} in VNI {vni}", args.mac);
+    let key = MacVni::new(args.mac.0, vni);
+    for (name, permanent) in [(map_name::FDB, true), (map_name::LEARNED, false)] {
+        let mut map = table(pins, name)?;
+        let Ok(entry) = map.get(&key, 0) else {
+            continue;
+        };
+        if dst.is_some_and(|d| d.octets() != entry.remote_ip) {
+            continue;
         }
+        map.remove(&key)?;
+        if permanent {
+            peer_ref(pins, vni, entry.remote_ip, -1)?;
+        }
+        return Ok(());
     }
-    match fdb_map(pins)?.remove(&MacVni::new(args.mac.0, vni)) {
-        Err(e) if is_missing(&e) => bail!("no FDB entry for {} in VNI {vni}", args.mac),
-        r => Ok(r?),
+    match dst {
+        Some(dst) => bail!("no FDB entry for {} dst {dst} in VNI {vni}", args.mac),
+        None => bail!("no FDB entry for {} in VNI {vni}", args.mac),
     }
 }
 
@@ -126,16 +170,22 @@ fn flood_del(pins: &Pins, vni: u32, dst: Option<Ipv4Addr>) -> Result<()> {
         bail!("{dst} is not in the flood list of VNI {vni}");
     }
     if kept.is_empty() {
-        return Ok(map.remove(&vni)?);
+        map.remove(&vni)?;
+    } else {
+        let mut next = FloodList::default();
+        next.remotes[..kept.len()].copy_from_slice(&kept);
+        next.count = kept.len() as u32;
+        map.insert(vni, next, 0)?;
     }
-    let mut next = FloodList::default();
-    next.remotes[..kept.len()].copy_from_slice(&kept);
-    next.count = kept.len() as u32;
-    Ok(map.insert(vni, next, 0)?)
+    for gone in remotes.iter().filter(|r| !kept.contains(r)) {
+        peer_ref(pins, vni, gone.ip, -1)?;
+    }
+    Ok(())
 }
 
-fn fdb_map(pins: &Pins) -> Result<HashMap<MapData, MacVni, FdbEntry>> {
-    pins.hash::<MacVni, FdbEntry>(map_name::FDB)
+/// The permanent (FDB) or learned (LEARNED) table.
+fn table(pins: &Pins, name: &str) -> Result<HashMap<MapData, MacVni, FdbEntry>> {
+    pins.hash::<MacVni, FdbEntry>(name)
 }
 
 fn is_missing(e: &MapError) -> bool {
@@ -205,19 +255,19 @@ pub async fn show(pins: &Pins, json: bool) -> Result<()> {
             });
         }
     }
-    let mut fdb = fdb_map(pins)?;
     let mut remote = Vec::new();
-    for entry in fdb.iter() {
+    for entry in table(pins, map_name::FDB)?.iter().chain(table(pins, map_name::LEARNED)?.iter()) {
         remote.push(entry?);
     }
     remote.sort_by_key(|(k, _)| (k.vni, k.mac));
     let now = monotonic_ns();
+    let mut learned_table = table(pins, map_name::LEARNED)?;
     for (k, v) in remote {
         let learned = v.flags & FDB_PERMANENT == 0;
         let age_ns = now.saturating_sub(v.seen_ns);
         if learned && age_ns > ageing_ns {
             // Expired: the data path ignores it already; tidy the table like the kernel does.
-            let _ = fdb.remove(&k);
+            let _ = learned_table.remove(&k);
             continue;
         }
         rows.push(FdbRow {

@@ -49,8 +49,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Up(_) | Command::Down => unreachable!("handled above"),
         Command::Port { command } => match command {
-            PortCommand::Add { container, mac, addr, vni, mtu, ifname } => {
-                port::add(&pins, &port::PortRequest { netns: container, mac, addr, vni, mtu, ifname }).await
+            PortCommand::Add { container, mac, addr, vni, mtu, ifname, allow_spoofing } => {
+                let req = port::PortRequest { netns: container, mac, addr, vni, mtu, ifname, allow_spoofing };
+                port::add(&pins, &req).await
             }
             PortCommand::Del { container } => port::del(&pins, &container).await,
             PortCommand::Show => port::show(&pins, json).await,

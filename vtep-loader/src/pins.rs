@@ -11,7 +11,10 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, PerCpuArray},
     Pod,
 };
-use vtep_common::{map_name, Config, LAYOUT_VERSION};
+use vtep_common::{
+    counter, map_name, Config, FdbEntry, FloodList, IpVni, MacVni, NeighEntry, Port, VniPorts,
+    LAYOUT_VERSION,
+};
 
 use crate::netns;
 
@@ -58,6 +61,14 @@ impl Pins {
         self.dir.join("prog_port")
     }
 
+    pub fn underlay_tc_program(&self) -> PathBuf {
+        self.dir.join("prog_underlay_tc")
+    }
+
+    pub fn underlay_xdp_program(&self) -> PathBuf {
+        self.dir.join("prog_underlay_xdp")
+    }
+
     pub fn port_link(&self, ifindex: u32) -> PathBuf {
         self.dir.join(format!("link_port_{ifindex}"))
     }
@@ -68,7 +79,49 @@ impl Pins {
 
     pub fn require_up(&self) -> Result<()> {
         if !self.is_up() {
+            self.refuse_other_layouts()?;
             bail!("vtep is not up in this network namespace (run `vtep up` first)");
+        }
+        Ok(())
+    }
+
+    /// State pinned by a vtep with another map layout is never reused (aya would reuse a
+    /// pinned map without comparing layouts): say so instead.
+    pub fn refuse_other_layouts(&self) -> Result<()> {
+        let (Some(root), Some(leaf)) = (self.dir.parent().and_then(Path::parent), self.dir.file_name()) else {
+            return Ok(());
+        };
+        let Ok(versions) = fs::read_dir(root) else {
+            return Ok(());
+        };
+        for version in versions.flatten() {
+            let other = version.path().join(leaf);
+            if version.file_name() != format!("v{LAYOUT_VERSION}").as_str() && other.exists() {
+                bail!(
+                    "vtep state with another map layout is live in this network namespace ({}); this vtep \
+                     uses layout v{LAYOUT_VERSION}: take it down with the vtep that made it, or unpin it (rm -r)",
+                    other.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens every pinned map with the types this binary uses; aya refuses a map whose key
+    /// or value size differs, so a layout change without a version bump is caught too.
+    pub fn check_layout(&self) -> Result<()> {
+        self.config()?;
+        self.hash::<u32, Port>(map_name::PORTS)?;
+        self.hash::<MacVni, u32>(map_name::LOCAL)?;
+        self.hash::<MacVni, FdbEntry>(map_name::FDB)?;
+        self.hash::<MacVni, FdbEntry>(map_name::LEARNED)?;
+        self.hash::<IpVni, NeighEntry>(map_name::NEIGH)?;
+        self.hash::<IpVni, u32>(map_name::PEERS)?;
+        self.hash::<u32, FloodList>(map_name::FLOOD)?;
+        self.hash::<u32, VniPorts>(map_name::VNI_PORTS)?;
+        let stats = self.stats()?;
+        if stats.len() < counter::COUNT {
+            bail!("the pinned counters have {} slots, this vtep needs {}", stats.len(), counter::COUNT);
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ pub struct PortRequest {
     pub vni: Vni,
     pub mtu: u32,
     pub ifname: String,
+    pub allow_spoofing: bool,
 }
 
 /// A port as recorded in the PORTS map.
@@ -119,6 +120,8 @@ pub async fn add(pins: &Pins, req: &PortRequest) -> Result<()> {
             prefix_len: req.addr.len,
             ipv4: req.addr.addr.octets(),
             mtu: req.mtu,
+            allow_spoofing: u8::from(req.allow_spoofing),
+            _pad: [0; 3],
             netns: fixed::<NETNS_NAME_MAX>(&req.netns),
             ifname: fixed::<IFNAME_MAX>(&req.ifname),
         },

@@ -1,8 +1,13 @@
 //! `vtep up` and `vtep down`: the tunnel itself (the vxlan device of the classic setup).
+//! `up` on a host that is already up is an upgrade: the maps stay, new programs take over
+//! every link atomically, and the settings are replaced.
 
-use anyhow::{anyhow, bail, Result};
-use aya::programs::XdpMode;
+use std::fs;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::{maps::MapData, programs::XdpMode};
 use vtep_common::{
+    map_name,
     wire::{SRCPORT_MAX, SRCPORT_MIN},
     Config,
 };
@@ -25,18 +30,19 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     }
     pins::ensure_bpffs()?;
     let pins = Pins::current()?;
-    if pins.is_up() {
-        bail!("vtep is already up in this network namespace (run `vtep down` first)");
-    }
+    pins.refuse_other_layouts()?;
     let nl = Netlink::connect()?;
     let ifindex = nl.ifindex(&args.dev).await?.ok_or_else(|| anyhow!("device \"{}\" does not exist", args.dev))?;
     if !nl.has_address(args.local).await? {
         bail!("{} is not an address of this host", args.local);
     }
+    if pins.is_up() {
+        return upgrade(&pins, args, ifindex, decap);
+    }
     // Leftovers of an interrupted `up` are not state anyone relies on.
     pins.remove()?;
-    std::fs::create_dir_all(&pins.dir)?;
-    let result = attach(&pins, args, ifindex, decap);
+    fs::create_dir_all(&pins.dir)?;
+    let result = attach(&pins, args, ifindex, decap, &[]);
     if result.is_err() {
         let _ = pins.remove();
     }
@@ -61,13 +67,12 @@ fn decap_mode(args: &UpArgs) -> Result<Decap> {
     })
 }
 
-fn attach(pins: &Pins, args: &UpArgs, ifindex: u32, decap: Decap) -> Result<()> {
-    let mut ebpf = datapath::load(&pins.dir)?;
+fn config(args: &UpArgs, ifindex: u32) -> Config {
     let (srcport_min, srcport_max) = match args.srcport.as_deref() {
         Some([min, max]) => (min.0, max.0),
         _ => (SRCPORT_MIN, SRCPORT_MAX),
     };
-    pins.set_config(&Config {
+    Config {
         local_ip: args.local.octets(),
         underlay_ifindex: ifindex,
         udp_port: args.port.0,
@@ -81,22 +86,73 @@ fn attach(pins: &Pins, args: &UpArgs, ifindex: u32, decap: Decap) -> Result<()> 
             Tos::Fixed(t) => t,
             Tos::Inherit => 0,
         },
-        _pad: [0; 5],
+        strict_peers: u8::from(args.strict_peers),
+        _pad: [0; 4],
         ageing_ns: u64::from(args.ageing) * 1_000_000_000,
-    })?;
-    datapath::pin_port_program(&mut ebpf, &pins.port_program())?;
+    }
+}
+
+/// Loads the programs, writes the settings, and attaches (or, on a live host, re-links)
+/// the underlay and every port in `ports` (host ifname, ifindex).
+fn attach(pins: &Pins, args: &UpArgs, ifindex: u32, decap: Decap, ports: &[(String, u32)]) -> Result<()> {
+    let mut ebpf = datapath::load(&pins.dir, args.max_learned)?;
+    // Everything is verified before anything live changes.
+    datapath::tc_program(&mut ebpf, datapath::PORT_PROGRAM, &pins.port_program())?;
+    datapath::tc_program(&mut ebpf, datapath::UNDERLAY_TC_PROGRAM, &pins.underlay_tc_program())?;
+    if let Decap::Xdp(_) = decap {
+        datapath::xdp_program(&mut ebpf, &pins.underlay_xdp_program())?;
+    }
+    pins.set_config(&config(args, ifindex))?;
     // TC is always there: it decapsulates (behind XDP, what XDP passes on) and finishes the
     // frames the port program routes through the underlay's ingress.
-    datapath::attach_underlay_tc(&mut ebpf, &args.dev, &pins.underlay_link())?;
-    if let Decap::Xdp(mode) = decap {
-        datapath::attach_underlay_xdp(&mut ebpf, ifindex, mode, &pins.underlay_xdp_link())?;
+    let underlay = tc(&mut ebpf, datapath::UNDERLAY_TC_PROGRAM)?;
+    datapath::tc_link(underlay, &args.dev, &pins.underlay_link())?;
+    match decap {
+        Decap::Xdp(mode) => {
+            let prog: &mut aya::programs::Xdp = ebpf.program_mut(datapath::UNDERLAY_XDP_PROGRAM).context("XDP program")?.try_into()?;
+            datapath::xdp_link(prog, ifindex, mode, &pins.underlay_xdp_link())?;
+        }
+        Decap::Tc => {
+            // Switching from XDP to TC: drop the XDP link.
+            let _ = fs::remove_file(pins.underlay_xdp_link());
+            let _ = fs::remove_file(pins.underlay_xdp_program());
+        }
+    }
+    let port_prog = tc(&mut ebpf, datapath::PORT_PROGRAM)?;
+    for (ifname, index) in ports {
+        datapath::tc_link(port_prog, ifname, &pins.port_link(*index))?;
     }
     Ok(())
+}
+
+fn tc<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> Result<&'a mut aya::programs::SchedClassifier> {
+    Ok(ebpf.program_mut(name).context("program missing from the object")?.try_into()?)
+}
+
+/// `up` on a live host: same underlay device and learned-table size, everything else may
+/// change. The maps (tables, counters) carry over; no link is ever without a program.
+fn upgrade(pins: &Pins, args: &UpArgs, ifindex: u32, decap: Decap) -> Result<()> {
+    let current = pins.config()?;
+    if current.underlay_ifindex != ifindex {
+        bail!("vtep is up on another underlay device here (run `vtep down` first to move it)");
+    }
+    let learned = MapData::from_pin(pins.dir.join(map_name::LEARNED)).context("opening the learned table")?;
+    let size = learned.info()?.max_entries();
+    if size != args.max_learned {
+        bail!("the learned table holds {size} entries; changing --max-learned needs `vtep down` first");
+    }
+    pins.check_layout()?;
+    let ports: Vec<(String, u32)> = port::list(pins)?
+        .into_iter()
+        .map(|p| (port::host_ifname(&p.netns()), p.host_ifindex))
+        .collect();
+    attach(pins, args, ifindex, decap, &ports)
 }
 
 pub async fn down() -> Result<()> {
     let pins = Pins::current()?;
     if !pins.dir.exists() {
+        pins.refuse_other_layouts()?;
         bail!("vtep is not up in this network namespace");
     }
     let nl = Netlink::connect()?;
