@@ -45,3 +45,26 @@ pub fn unique_tag(kind: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("{kind}{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+/// The calling thread inside network namespace `name` until dropped (for work that must
+/// happen there, like BPF_PROG_TEST_RUN with a device of that namespace).
+pub struct Inside {
+    home: std::fs::File,
+}
+
+pub fn enter(name: &str) -> Result<Inside> {
+    use std::os::fd::AsRawFd;
+    let home = std::fs::File::open("/proc/thread-self/ns/net")?;
+    let target = std::fs::File::open(format!("/run/netns/{name}"))?;
+    if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        anyhow::bail!("entering {name}: {}", std::io::Error::last_os_error());
+    }
+    Ok(Inside { home })
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        unsafe { libc::setns(self.home.as_raw_fd(), libc::CLONE_NEWNET) };
+    }
+}

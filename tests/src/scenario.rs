@@ -62,6 +62,12 @@ impl Host {
         self.vtep(&["port", "add", container, "--mac", mac, "--addr", &addr, "--vni", &vni])
     }
 
+    /// Where vtep pins this host's programs and maps.
+    pub fn pin_dir(&self) -> Result<std::path::PathBuf> {
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(format!("/run/netns/{}", self.ns))?);
+        Ok(format!("/sys/fs/bpf/vtep/v{}/netns-{ino}", vtep_common::LAYOUT_VERSION).into())
+    }
+
     /// `vtep -n HOST args...`
     pub fn vtep(&self, args: &[&str]) -> Result<String> {
         let mut full = vec!["-n", self.ns.as_str()];

@@ -158,8 +158,7 @@ fn down_leaves_no_programs_links_pins_veths_or_namespaces() -> Result<()> {
     for mode in [&[][..], &["--xdp-mode", "native"][..]] {
         let bed = Testbed::new(&unique_tag("d"), [Stack::vtep_with(mode), Stack::vtep()])?;
         let h1 = bed.c1();
-        let ino = std::fs::metadata(format!("/run/netns/{}", h1.ns))?;
-        let pin_dir = format!("/sys/fs/bpf/vtep/v{}/netns-{}", vtep_common::LAYOUT_VERSION, std::os::unix::fs::MetadataExt::ino(&ino));
+        let pin_dir = h1.pin_dir()?;
         // What vtep pinned: the attachments (bpf_links) and the programs behind them.
         let (mut links, mut progs) = (Vec::new(), Vec::new());
         for entry in std::fs::read_dir(&pin_dir)? {
@@ -183,7 +182,7 @@ fn down_leaves_no_programs_links_pins_veths_or_namespaces() -> Result<()> {
             assert!(gone, "{kind} {id} left behind");
         }
         assert!(!in_ns(&h1.ns, &["ip", "-d", "link", "show", "eth1"])?.contains("prog/xdp"));
-        assert!(!std::path::Path::new(&pin_dir).exists(), "{pin_dir} left behind");
+        assert!(!pin_dir.exists(), "{} left behind", pin_dir.display());
         let links = run("ip", &["-n", &h1.ns, "-o", "link", "show"])?;
         assert_eq!(links.lines().count(), 2, "only lo and eth1 remain: {links}");
         assert!(!run("ip", &["netns", "list"])?.lines().any(|l| l.split_whitespace().next() == Some(&h1.container)));

@@ -131,6 +131,10 @@ pub fn vxlan_vni(h: &[u8; VXLAN_LEN]) -> Option<u32> {
 /// Outer headers plus the inner Ethernet header: the least a decapsulable frame holds.
 pub const DECAP_MIN: usize = ENCAP_LEN + ETH_LEN;
 
+/// The shortest inner frame taken: an Ethernet header and 20 bytes. Real senders pad to 60
+/// bytes, and the kernel refuses to shrink an skb below an IPv4 header after its MAC header.
+pub const MIN_INNER: usize = ETH_LEN + 20;
+
 /// Why a frame on the underlay is not decapsulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reject {
@@ -187,7 +191,10 @@ pub fn parse_vxlan(
     if !gso {
         let tot_len = u16::from_be_bytes([ip[2], ip[3]]) as usize;
         let udp_len = u16::from_be_bytes([h[UDP + 4], h[UDP + 5]]) as usize;
-        if tot_len < DECAP_MIN - ETH_LEN || tot_len + ETH_LEN > frame_len || udp_len != tot_len - IPV4_LEN {
+        if tot_len < IPV4_LEN + UDP_LEN + VXLAN_LEN + MIN_INNER
+            || tot_len + ETH_LEN > frame_len
+            || udp_len != tot_len - IPV4_LEN
+        {
             return Err(Reject::BadVxlan);
         }
         padding = frame_len - ETH_LEN - tot_len;

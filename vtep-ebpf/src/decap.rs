@@ -27,7 +27,7 @@ use vtep_common::{
 
 use crate::{
     fdb, flood,
-    maps::{CONFIG, LOCAL},
+    maps::{CONFIG, LOCAL, VNI_PORTS},
     stats::count,
 };
 
@@ -50,6 +50,10 @@ fn classify(cfg: &Config, h: &[u8; DECAP_MIN], frame_len: usize, gso: bool) -> R
         Err(Reject::NotVxlan) => return Err(counter::PASS_NOT_VXLAN),
         Err(Reject::BadVxlan) => return Err(counter::PASS_BAD_VXLAN),
     };
+    // A VNI without local ports is not this VTEP's business: no learning, no delivery.
+    if unsafe { VNI_PORTS.get(d.vni) }.is_none() {
+        return Err(counter::PASS_NO_PORT);
+    }
     if !fdb::peer_allowed(cfg, d.vni, d.remote_ip) {
         return Err(counter::DROP_UNKNOWN_PEER);
     }
