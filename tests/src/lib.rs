@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod cmd;
+pub mod inject;
 pub mod iperf;
 pub mod netns;
 pub mod scenario;
