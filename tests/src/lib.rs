@@ -9,6 +9,7 @@ pub mod inject;
 pub mod iperf;
 pub mod netns;
 pub mod scenario;
+pub mod soak;
 
 pub use cmd::{run, vtep, vtep_bin};
 pub use netns::Netns;
