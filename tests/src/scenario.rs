@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::{
     cmd::{in_ns, run, vtep},
@@ -259,6 +259,17 @@ impl Overlay for Plain {
 pub fn ping(ns: &str, dst: &str, count: u32) -> Result<bool> {
     let out = crate::cmd::output("ip", &["netns", "exec", ns, "ping", "-c", &count.to_string(), "-i", "0.2", "-W", "2", dst])?;
     Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&format!("{count} received")))
+}
+
+/// `ping -q -i INTERVAL -c COUNT` from `ns` to `dst`: (transmitted, received).
+pub fn ping_counts(ns: &str, dst: &str, interval: &str, count: u64) -> Result<(u64, u64)> {
+    let out = run("ip", &["netns", "exec", ns, "ping", "-q", "-i", interval, "-W", "1", "-c", &count.to_string(), dst])?;
+    let line = out.lines().find(|l| l.contains("transmitted")).context("ping printed no summary")?;
+    let num = |word: &str| -> Result<u64> {
+        let pos = line.find(word).context("ping summary field")?;
+        Ok(line[..pos].split_whitespace().last().context("ping summary number")?.parse()?)
+    };
+    Ok((num(" packets transmitted")?, num(" received")?))
 }
 
 /// Interfaces of `kind` (vxlan, bridge) in namespace `ns`.

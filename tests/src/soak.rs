@@ -11,7 +11,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{cmd::vtep_bin, iperf, netns::unique_tag, Host, Stack, Testbed};
+use crate::{cmd::vtep_bin, iperf, netns::unique_tag, scenario::ping_counts, Host, Stack, Testbed};
 
 #[derive(Debug)]
 pub struct SoakReport {
@@ -54,15 +54,6 @@ fn vtep_measured(host: &Host, args: &[&str]) -> Result<i64> {
     Ok(usage.ru_maxrss)
 }
 
-fn ping_summary(out: &str) -> Result<(u64, u64)> {
-    let line = out.lines().find(|l| l.contains("transmitted")).context("ping summary")?;
-    let num = |word: &str| -> Result<u64> {
-        let pos = line.find(word).context("field")?;
-        Ok(line[..pos].split_whitespace().last().context("number")?.parse()?)
-    };
-    Ok((num(" packets transmitted")?, num(" received")?))
-}
-
 pub fn run(seconds: u32) -> Result<SoakReport> {
     let bed = Testbed::new(&unique_tag("soak"), [Stack::vtep(), Stack::vtep()])?;
     let (h1, h2) = (bed.c1(), bed.c2());
@@ -71,12 +62,9 @@ pub fn run(seconds: u32) -> Result<SoakReport> {
     let deadline = Instant::now() + Duration::from_secs(seconds.into());
     let up = ["up", "--dev", "eth1", "--local", h1.ip.as_str()];
 
-    let (count, secs) = ((seconds * 500).to_string(), seconds.to_string());
+    let secs = seconds.to_string();
     let (pings, tcp) = std::thread::scope(|s| -> Result<_> {
-        let pinger = s.spawn(|| {
-            let out = crate::cmd::run("ip", &["netns", "exec", &h1.container, "ping", "-q", "-i", "0.002", "-W", "1", "-c", &count, &h2.container_ip])?;
-            ping_summary(&out)
-        });
+        let pinger = s.spawn(|| ping_counts(&h1.container, &h2.container_ip, "0.002", u64::from(seconds) * 500));
         let stream = s.spawn(|| iperf::exchange(&h1.container, &h2.container, &h2.container_ip, &["-t", &secs, "-b", "500M"]));
         let churner = s.spawn(|| -> Result<()> {
             let mut i = 0u32;

@@ -15,7 +15,9 @@ use vtep_testbed::{
     cmd::{in_ns, output, run},
     inject,
     netns::unique_tag,
-    ping, Host, Stack, Testbed,
+    ping,
+    scenario::ping_counts,
+    Host, Stack, Testbed,
 };
 
 fn counter(host: &Host, name: &str) -> Result<u64> {
@@ -96,17 +98,6 @@ fn a_flood_of_fake_macs_stays_within_max_learned() -> Result<()> {
     Ok(())
 }
 
-/// `ping -i 0.001` for `count` packets; (sent, received).
-fn fast_ping(ns: &str, dst: &str, count: u32) -> Result<(u64, u64)> {
-    let out = run("ip", &["netns", "exec", ns, "ping", "-q", "-i", "0.001", "-W", "1", "-c", &count.to_string(), dst])?;
-    let line = out.lines().find(|l| l.contains("transmitted")).context("ping summary")?;
-    let num = |word: &str| -> Result<u64> {
-        let pos = line.find(word).context("field")?;
-        Ok(line[..pos].split_whitespace().last().context("number")?.parse()?)
-    };
-    Ok((num(" packets transmitted")?, num(" received")?))
-}
-
 /// 1000 add/del per second of FDB entries nobody uses, straight into the pinned map, until
 /// `stop`.
 fn churn(pin_dir: std::path::PathBuf, stop: &AtomicBool) -> Result<u64> {
@@ -137,7 +128,7 @@ fn upgrades_and_fdb_churn_lose_no_ping_reply() -> Result<()> {
     let encap_before = counter(h1, "encap")?;
     let stop = AtomicBool::new(false);
     let (pings, ops, upgrades) = std::thread::scope(|s| -> Result<_> {
-        let pinger = s.spawn(|| fast_ping(&h1.container, &h2.container_ip, 5000));
+        let pinger = s.spawn(|| ping_counts(&h1.container, &h2.container_ip, "0.001", 5000));
         let churner = s.spawn(|| churn(h1.pin_dir()?, &stop));
         let mut upgrades = 0;
         for _ in 0..10 {
