@@ -22,10 +22,7 @@ pub struct Server {
 impl Server {
     /// Starts the server and returns once it accepts connections.
     pub fn start(ns: &str) -> Result<Self> {
-        let lock = File::create(std::env::temp_dir().join("vtep-iperf.lock"))?;
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            bail!("locking the measurement lock: {}", std::io::Error::last_os_error());
-        }
+        let lock = measurement_lock()?;
         let child = Command::new("ip")
             .args(["netns", "exec", ns, "iperf3", "-s", "-1"])
             .stdout(Stdio::null())
@@ -66,8 +63,12 @@ impl TcpResult {
     }
 }
 
+/// How long a client waits for iperf3's control connection: a path that cannot carry TCP
+/// fails in seconds instead of after TCP's SYN retries (about two minutes).
+const CONNECT_TIMEOUT_MS: &str = "2000";
+
 fn client(ns: &str, args: &[&str]) -> Result<Value> {
-    let mut full = vec!["netns", "exec", ns, "iperf3", "-J"];
+    let mut full = vec!["netns", "exec", ns, "iperf3", "-J", "--connect-timeout", CONNECT_TIMEOUT_MS];
     full.extend_from_slice(args);
     let out = output("ip", &full)?;
     let report: Value = serde_json::from_slice(&out.stdout).context("parsing iperf3 -J output")?;
@@ -117,33 +118,4 @@ pub fn measurement_lock() -> Result<File> {
         bail!("locking the measurement lock: {}", std::io::Error::last_os_error());
     }
     Ok(lock)
-}
-
-/// How long the bench's clients wait for iperf3's control connection. A path that cannot
-/// carry TCP then fails in seconds instead of after TCP's SYN retries (about two minutes).
-const BENCH_CONNECT_TIMEOUT_MS: &str = "2000";
-
-/// `tcp`, for measuring paths that may not carry TCP at all: fails fast instead of hanging.
-pub fn tcp_bounded(client_ns: &str, server_ns: &str, dst: &str, secs: u32, streams: u32) -> Result<TcpResult> {
-    let _server = Server::start(server_ns)?;
-    let (secs, streams) = (secs.to_string(), streams.to_string());
-    let args = ["-c", dst, "-t", &secs, "-P", &streams, "--connect-timeout", BENCH_CONNECT_TIMEOUT_MS];
-    let sent = &client(client_ns, &args)?["end"]["sum_sent"];
-    Ok(TcpResult {
-        gbits: sent["bits_per_second"].as_f64().context("bits_per_second")? / 1e9,
-        bytes: sent["bytes"].as_f64().context("bytes")?,
-        retransmits: sent["retransmits"].as_f64().unwrap_or(0.0),
-    })
-}
-
-/// `udp_pps`, failing fast like `tcp_bounded` (iperf3's control connection is TCP).
-pub fn udp_pps_bounded(client_ns: &str, server_ns: &str, dst: &str, secs: u32, payload: u32) -> Result<f64> {
-    let _server = Server::start(server_ns)?;
-    let (secs, payload) = (secs.to_string(), payload.to_string());
-    let args = ["-c", dst, "-u", "-b", "0", "-l", &payload, "-t", &secs, "--connect-timeout", BENCH_CONNECT_TIMEOUT_MS];
-    let sum = &client(client_ns, &args)?["end"]["sum"];
-    let packets = sum["packets"].as_f64().context("packets")?;
-    let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
-    let seconds = sum["seconds"].as_f64().context("seconds")?;
-    Ok((packets - lost) / seconds)
 }

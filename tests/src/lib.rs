@@ -3,10 +3,12 @@
 //! and the tools a user checks them with (ping, iperf3, tcpdump). Shared by the integration
 //! tests, `cargo xtask demo` and `cargo xtask bench`. Everything is torn down on drop.
 
+pub mod bench;
 pub mod capture;
 pub mod cmd;
 pub mod inject;
 pub mod iperf;
+pub mod latency;
 pub mod netns;
 pub mod scenario;
 pub mod soak;

@@ -1,5 +1,6 @@
-//! `cargo xtask setup|demo|test`: the project's own set-up, demo and test runner.
+//! `cargo xtask setup|demo|test|bench`: the project's own set-up, demo, test runner and benchmark.
 
+mod bench;
 mod demo;
 mod setup;
 
@@ -10,7 +11,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-const USAGE: &str = "usage: cargo xtask <setup|demo|test> [-- cargo test args...]";
+const USAGE: &str = "usage: cargo xtask setup | demo | test [-- cargo test args...] | bench [--quick] | soak [--seconds N]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,6 +19,8 @@ fn main() -> ExitCode {
         Some("setup") => setup::ensure(),
         Some("demo") => setup::ensure().and_then(|()| build()).and_then(|()| demo::run()),
         Some("test") => setup::ensure().and_then(|()| build()).and_then(|()| test(&args[1..])),
+        Some("soak") => setup::ensure().and_then(|()| build()).and_then(|()| soak(&args[1..])),
+        Some("bench") => setup::ensure().and_then(|()| build()).and_then(|()| bench::run(&args[1..])),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -61,7 +64,7 @@ fn test(extra: &[String]) -> Result<()> {
         bail!("the tests create namespaces and load eBPF programs: run as root");
     }
     let mut child = Command::new(env!("CARGO"))
-        .args(["test", "--release"])
+        .args(["test", "--release", "--no-fail-fast"])
         .args(extra)
         .current_dir(workspace_root())
         .env("VTEP_BIN", workspace_root().join("target/release/vtep"))
@@ -81,6 +84,28 @@ fn test(extra: &[String]) -> Result<()> {
     println!("vtep: {passed} passed, {failed} failed");
     if !ok || failed > 0 {
         bail!("tests failed");
+    }
+    Ok(())
+}
+
+/// `cargo xtask soak [--seconds N]`: traffic, upgrades and FDB churn together, then loss,
+/// table sizes and the loader's memory.
+fn soak(args: &[String]) -> Result<()> {
+    let seconds = match args {
+        [] => 60,
+        [flag, n] if flag == "--seconds" => n.parse().context("--seconds takes a whole number")?,
+        _ => bail!("usage: cargo xtask soak [--seconds N]"),
+    };
+    eprintln!("xtask: soaking for {seconds} s (500 pps ping, 500 Mbit/s TCP, FDB churn, `vtep up` every 2 s)");
+    let r = vtep_testbed::soak::run(seconds)?;
+    println!("pings           {} sent, {} received, {} lost", r.pings_sent, r.pings_received, r.lost());
+    println!("tcp             {:.2} Gbit/s", r.tcp_gbits);
+    println!("upgrades        {}", r.upgrades);
+    println!("fdb operations  {}", r.fdb_ops);
+    println!("fdb entries     {} ({} learned)", r.fdb_entries, r.learned_entries);
+    println!("vtep peak RSS   {} KiB", r.loader_max_rss_kib);
+    if r.lost() > 0 {
+        bail!("{} replies lost", r.lost());
     }
     Ok(())
 }
