@@ -73,7 +73,13 @@ pub struct Config {
     pub tos: u8,
     /// Non-zero: accept VXLAN only from VTEPs in the VNI's FDB or flood list.
     pub strict_peers: u8,
-    pub _pad: [u8; 4],
+    /// Prefix length of the local address's subnet: VTEPs inside it are on-link, and
+    /// their next hop is themselves (no route lookup per packet). 0: route everything.
+    pub onlink_prefix: u8,
+    /// Non-zero when IP forwarding is on for the underlay device, the one case where
+    /// `bpf_fib_lookup` answers.
+    pub fib_ok: u8,
+    pub _pad: [u8; 2],
     /// Learned FDB entries older than this are ignored and removed.
     pub ageing_ns: u64,
 }
@@ -216,7 +222,7 @@ mod tests {
 
     #[test]
     fn map_types_have_no_implicit_padding() {
-        assert_eq!(size_of::<Config>(), 4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 4 + 8);
+        assert_eq!(size_of::<Config>(), 4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + 8);
         assert_eq!(size_of::<Remote>(), 8);
         assert_eq!(size_of::<FloodList>(), 4 + 8 * MAX_FLOOD);
         assert_eq!(size_of::<VniPorts>(), 4 + 4 * MAX_VNI_PORTS);

@@ -56,6 +56,16 @@ pub fn ipv4_checksum_ok(hdr: &[u8; IPV4_LEN]) -> bool {
     ipv4_checksum(hdr) == u16::from_be_bytes([hdr[10], hdr[11]])
 }
 
+/// True when `ip` lies in the `prefix`-bit subnet of `local` (a prefix of 0 matches none).
+#[inline(always)]
+pub fn same_subnet(local: [u8; 4], ip: [u8; 4], prefix: u8) -> bool {
+    if prefix == 0 || prefix > 32 {
+        return false;
+    }
+    let mask = u32::MAX << (32 - prefix as u32);
+    u32::from_be_bytes(local) & mask == u32::from_be_bytes(ip) & mask
+}
+
 /// Outer UDP source port from the inner flow hash, spread over `min..=max` the way the kernel
 /// does (multiply-shift, no division), so ECMP in the underlay sees per-flow entropy.
 #[inline(always)]
@@ -302,6 +312,15 @@ mod tests {
     }
 
     use crate::VNI_MAX;
+
+    #[test]
+    fn subnets() {
+        assert!(same_subnet([192, 168, 104, 2], [192, 168, 104, 3], 24));
+        assert!(!same_subnet([192, 168, 104, 2], [192, 168, 105, 3], 24));
+        assert!(same_subnet([10, 0, 0, 1], [10, 0, 0, 1], 32));
+        assert!(!same_subnet([10, 0, 0, 1], [10, 0, 0, 2], 32));
+        assert!(!same_subnet([10, 0, 0, 1], [10, 0, 0, 1], 0));
+    }
 
     #[test]
     fn src_port_stays_in_range() {

@@ -4,7 +4,7 @@ use core::{ffi::c_void, mem};
 
 use aya_ebpf::{
     bindings::{
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup as FibLookup,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup as FibLookup, bpf_redir_neigh as RedirNeigh,
         BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
         BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_INGRESS,
@@ -104,7 +104,9 @@ pub const REFLECT_FLAGS: u64 = BPF_F_INGRESS as u64;
 enum NextHop {
     /// Route and neighbour known: outer MACs and egress device.
     Resolved { ifindex: u32, dst_mac: [u8; 6], src_mac: [u8; 6] },
-    /// The kernel has to resolve it.
+    /// On the underlay's own subnet: the kernel only resolves the neighbour, no route.
+    OnLink,
+    /// The kernel has to route and resolve it.
     Unresolved,
 }
 
@@ -120,7 +122,7 @@ pub fn unicast(ctx: &TcContext, cfg: &Config, to: &Remote, vni: u32, inner_eth: 
     };
     let macs = match hop {
         NextHop::Resolved { dst_mac, src_mac, .. } => (dst_mac, src_mac),
-        NextHop::Unresolved => ([0; 6], [0; 6]),
+        NextHop::OnLink | NextHop::Unresolved => ([0; 6], [0; 6]),
     };
     if !address(ctx, cfg, &tunnel, to, macs) {
         return drop(counter::DROP_ENCAP_FAIL);
@@ -130,6 +132,14 @@ pub fn unicast(ctx: &TcContext, cfg: &Config, to: &Remote, vni: u32, inner_eth: 
             count(counter::ENCAP);
             unsafe { bpf_redirect(ifindex, 0) as i32 }
         }
+        NextHop::OnLink if is_ipv4 => {
+            count(counter::ENCAP);
+            count(counter::NEIGH_RESOLVE);
+            let mut nh: RedirNeigh = unsafe { mem::zeroed() };
+            nh.nh_family = AF_INET as u32;
+            nh.__bindgen_anon_1.ipv4_nh = u32::from_ne_bytes(to.ip);
+            unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, &mut nh, mem::size_of::<RedirNeigh>() as i32, 0) as i32 }
+        }
         NextHop::Unresolved if is_ipv4 => {
             count(counter::ENCAP);
             count(counter::NEIGH_RESOLVE);
@@ -137,7 +147,7 @@ pub fn unicast(ctx: &TcContext, cfg: &Config, to: &Remote, vni: u32, inner_eth: 
         }
         // skb->protocol still names the inner frame (ARP, say), which bpf_redirect_neigh
         // refuses: take the detour through the underlay's ingress.
-        NextHop::Unresolved => {
+        NextHop::OnLink | NextHop::Unresolved => {
             count(counter::ENCAP);
             count(counter::NEIGH_RESOLVE);
             reflect_mark(ctx);
@@ -149,6 +159,14 @@ pub fn unicast(ctx: &TcContext, cfg: &Config, to: &Remote, vni: u32, inner_eth: 
 /// The underlay route to the remote VTEP, from the kernel's FIB and neighbour table (never
 /// a constant MAC: the underlay may change under us).
 fn next_hop(ctx: &TcContext, cfg: &Config, remote_ip: [u8; 4]) -> Option<NextHop> {
+    if cfg.fib_ok == 0 {
+        // The FIB helper would refuse (no IP forwarding): skip straight to the kernel.
+        return Some(if wire::same_subnet(cfg.local_ip, remote_ip, cfg.onlink_prefix) {
+            NextHop::OnLink
+        } else {
+            NextHop::Unresolved
+        });
+    }
     let mut fib: FibLookup = unsafe { mem::zeroed() };
     fib.family = AF_INET;
     fib.ifindex = cfg.underlay_ifindex;

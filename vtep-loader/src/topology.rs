@@ -101,17 +101,19 @@ impl Netlink {
         self.handle.link().del(index).execute().await.context("deleting a link")
     }
 
-    pub async fn has_address(&self, addr: Ipv4Addr) -> Result<bool> {
+    /// The prefix length `addr` is configured with on this host, if it is one of its
+    /// addresses.
+    pub async fn address_prefix(&self, addr: Ipv4Addr) -> Result<Option<u8>> {
         let mut addrs = self.handle.address().get().execute();
         while let Some(msg) = addrs.try_next().await.context("listing addresses")? {
             let found = msg.attributes.iter().any(|a| {
                 matches!(a, AddressAttribute::Local(IpAddr::V4(a)) | AddressAttribute::Address(IpAddr::V4(a)) if *a == addr)
             });
             if found {
-                return Ok(true);
+                return Ok(Some(msg.header.prefix_len));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 }
 

@@ -33,20 +33,35 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     pins.refuse_other_layouts()?;
     let nl = Netlink::connect()?;
     let ifindex = nl.ifindex(&args.dev).await?.ok_or_else(|| anyhow!("device \"{}\" does not exist", args.dev))?;
-    if !nl.has_address(args.local).await? {
+    let Some(prefix) = nl.address_prefix(args.local).await? else {
         bail!("{} is not an address of this host", args.local);
-    }
+    };
+    let underlay = Underlay { ifindex, prefix, fib_ok: forwarding(&args.dev) };
     if pins.is_up() {
-        return upgrade(&pins, args, ifindex, decap);
+        return upgrade(&pins, args, &underlay, decap);
     }
     // Leftovers of an interrupted `up` are not state anyone relies on.
     pins.remove()?;
     fs::create_dir_all(&pins.dir)?;
-    let result = attach(&pins, args, ifindex, decap, &[]);
+    let result = attach(&pins, args, &underlay, decap, &[]);
     if result.is_err() {
         let _ = pins.remove();
     }
     result
+}
+
+/// What the data path needs to know about the underlay device.
+struct Underlay {
+    ifindex: u32,
+    /// Prefix length of the local address: VTEPs in that subnet are on-link.
+    prefix: u8,
+    fib_ok: bool,
+}
+
+/// IP forwarding on `dev` (read in the namespace this thread is in): only then does
+/// `bpf_fib_lookup` answer, and vtep uses it; otherwise the kernel resolves next hops.
+fn forwarding(dev: &str) -> bool {
+    fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{dev}/forwarding")).is_ok_and(|v| v.trim() == "1")
 }
 
 enum Decap {
@@ -67,14 +82,14 @@ fn decap_mode(args: &UpArgs) -> Result<Decap> {
     })
 }
 
-fn config(args: &UpArgs, ifindex: u32) -> Config {
+fn config(args: &UpArgs, underlay: &Underlay) -> Config {
     let (srcport_min, srcport_max) = match args.srcport.as_deref() {
         Some([min, max]) => (min.0, max.0),
         _ => (SRCPORT_MIN, SRCPORT_MAX),
     };
     Config {
         local_ip: args.local.octets(),
-        underlay_ifindex: ifindex,
+        underlay_ifindex: underlay.ifindex,
         udp_port: args.port.0,
         srcport_min,
         srcport_max,
@@ -87,14 +102,16 @@ fn config(args: &UpArgs, ifindex: u32) -> Config {
             Tos::Inherit => 0,
         },
         strict_peers: u8::from(args.strict_peers),
-        _pad: [0; 4],
+        onlink_prefix: underlay.prefix,
+        fib_ok: u8::from(underlay.fib_ok),
+        _pad: [0; 2],
         ageing_ns: u64::from(args.ageing) * 1_000_000_000,
     }
 }
 
 /// Loads the programs, writes the settings, and attaches (or, on a live host, re-links)
 /// the underlay and every port in `ports` (host ifname, ifindex).
-fn attach(pins: &Pins, args: &UpArgs, ifindex: u32, decap: Decap, ports: &[(String, u32)]) -> Result<()> {
+fn attach(pins: &Pins, args: &UpArgs, underlay: &Underlay, decap: Decap, ports: &[(String, u32)]) -> Result<()> {
     let mut ebpf = datapath::load(&pins.dir, args.max_learned)?;
     // Everything is verified before anything live changes.
     datapath::tc_program(&mut ebpf, datapath::PORT_PROGRAM, &pins.port_program())?;
@@ -102,15 +119,15 @@ fn attach(pins: &Pins, args: &UpArgs, ifindex: u32, decap: Decap, ports: &[(Stri
     if let Decap::Xdp(_) = decap {
         datapath::xdp_program(&mut ebpf, &pins.underlay_xdp_program())?;
     }
-    pins.set_config(&config(args, ifindex))?;
+    pins.set_config(&config(args, underlay))?;
     // TC is always there: it decapsulates (behind XDP, what XDP passes on) and finishes the
     // frames the port program routes through the underlay's ingress.
-    let underlay = tc(&mut ebpf, datapath::UNDERLAY_TC_PROGRAM)?;
-    datapath::tc_link(underlay, &args.dev, &pins.underlay_link())?;
+    let underlay_tc = tc(&mut ebpf, datapath::UNDERLAY_TC_PROGRAM)?;
+    datapath::tc_link(underlay_tc, &args.dev, &pins.underlay_link())?;
     match decap {
         Decap::Xdp(mode) => {
             let prog: &mut aya::programs::Xdp = ebpf.program_mut(datapath::UNDERLAY_XDP_PROGRAM).context("XDP program")?.try_into()?;
-            datapath::xdp_link(prog, ifindex, mode, &pins.underlay_xdp_link())?;
+            datapath::xdp_link(prog, underlay.ifindex, mode, &pins.underlay_xdp_link())?;
         }
         Decap::Tc => {
             // Switching from XDP to TC: drop the XDP link.
@@ -131,9 +148,9 @@ fn tc<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> Result<&'a mut aya::programs::
 
 /// `up` on a live host: same underlay device and learned-table size, everything else may
 /// change. The maps (tables, counters) carry over; no link is ever without a program.
-fn upgrade(pins: &Pins, args: &UpArgs, ifindex: u32, decap: Decap) -> Result<()> {
+fn upgrade(pins: &Pins, args: &UpArgs, underlay: &Underlay, decap: Decap) -> Result<()> {
     let current = pins.config()?;
-    if current.underlay_ifindex != ifindex {
+    if current.underlay_ifindex != underlay.ifindex {
         bail!("vtep is up on another underlay device here (run `vtep down` first to move it)");
     }
     let learned = MapData::from_pin(pins.dir.join(map_name::LEARNED)).context("opening the learned table")?;
@@ -146,7 +163,7 @@ fn upgrade(pins: &Pins, args: &UpArgs, ifindex: u32, decap: Decap) -> Result<()>
         .into_iter()
         .map(|p| (port::host_ifname(&p.netns()), p.host_ifindex))
         .collect();
-    attach(pins, args, ifindex, decap, &ports)
+    attach(pins, args, underlay, decap, &ports)
 }
 
 pub async fn down() -> Result<()> {
