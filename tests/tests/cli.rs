@@ -115,3 +115,17 @@ fn show_commands_speak_json() -> Result<()> {
     assert_eq!(h1.vtep(&["neigh", "show"])?, "");
     Ok(())
 }
+
+#[test]
+fn without_root_vtep_says_so_in_one_line() -> Result<()> {
+    let bin = vtep_testbed::vtep_bin();
+    let out = vtep_testbed::cmd::output(
+        "setpriv",
+        &["--reuid=65534", "--regid=65534", "--clear-groups", &bin.to_string_lossy(), "fdb", "show"],
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("must run as root"), "{stderr}");
+    Ok(())
+}
