@@ -26,7 +26,7 @@ use vtep_common::{
 };
 
 use crate::{
-    fdb, flood,
+    fdb, flood, head,
     maps::{CONFIG, LOCAL, VNI_PORTS},
     stats::count,
 };
@@ -50,19 +50,23 @@ fn classify(cfg: &Config, h: &[u8; DECAP_MIN], frame_len: usize, gso: bool) -> R
         Err(Reject::NotVxlan) => return Err(counter::PASS_NOT_VXLAN),
         Err(Reject::BadVxlan) => return Err(counter::PASS_BAD_VXLAN),
     };
+    // A local port found for the destination also proves the VNI is served here, which
+    // saves the per-VNI lookup on the common path.
+    let delivery = match unsafe { LOCAL.get(MacVni::new(d.inner_dst, d.vni)) } {
+        Some(&port) => Some(Delivery::Port(port)),
+        None if wire::is_multicast(&d.inner_dst) => Some(Delivery::Flood),
+        None => None,
+    };
     // A VNI without local ports is not this VTEP's business: no learning, no delivery.
-    if unsafe { VNI_PORTS.get(d.vni) }.is_none() {
+    if !matches!(delivery, Some(Delivery::Port(_))) && unsafe { VNI_PORTS.get(d.vni) }.is_none() {
         return Err(counter::PASS_NO_PORT);
     }
     if !fdb::peer_allowed(cfg, d.vni, d.remote_ip) {
         return Err(counter::DROP_UNKNOWN_PEER);
     }
     fdb::learn(cfg, d.vni, d.inner_src, d.remote_ip);
-    if wire::is_multicast(&d.inner_dst) {
-        return Ok((d, Delivery::Flood));
-    }
-    match unsafe { LOCAL.get(MacVni::new(d.inner_dst, d.vni)) } {
-        Some(&port) => Ok((d, Delivery::Port(port))),
+    match delivery {
+        Some(delivery) => Ok((d, delivery)),
         None => Err(counter::PASS_NO_PORT),
     }
 }
@@ -109,7 +113,7 @@ pub fn underlay_tc(ctx: &TcContext) -> i32 {
         count(counter::REFLECT);
         return unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, core::ptr::null_mut(), 0, 0) as i32 };
     }
-    let Ok(h) = ctx.load::<[u8; DECAP_MIN]>(0) else {
+    let Some(h) = head::read::<DECAP_MIN>(ctx) else {
         count(counter::PASS_NOT_VXLAN);
         return TC_ACT_OK;
     };
@@ -135,7 +139,7 @@ pub fn underlay_tc(ctx: &TcContext) -> i32 {
     // Removes outer IPv4, UDP, VXLAN and the inner Ethernet header; the outer Ethernet
     // header then becomes the inner one.
     if ctx.adjust_room(-(ENCAP_LEN as i32), BPF_ADJ_ROOM_MAC, flags).is_err()
-        || ctx.store(0, &inner_eth, 0).is_err()
+        || !head::write(ctx, &inner_eth)
     {
         count(counter::DROP_DECAP_FAIL);
         return TC_ACT_SHOT;

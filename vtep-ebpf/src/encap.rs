@@ -18,7 +18,7 @@ use vtep_common::{
     Config, Remote, REFLECT_MARK,
 };
 
-use crate::{port::drop, stats::count};
+use crate::{head, port::drop, stats::count};
 
 const AF_INET: u8 = 2;
 
@@ -88,7 +88,7 @@ pub fn address(ctx: &TcContext, cfg: &Config, t: &Tunnel, to: &Remote, macs: ([u
     let mut headers = [0u8; ENCAP_LEN + ETH_LEN];
     headers[..ENCAP_LEN].copy_from_slice(&outer);
     headers[ENCAP_LEN..].copy_from_slice(&t.inner_eth);
-    ctx.store(0, &headers, 0).is_ok()
+    head::write(ctx, &headers)
 }
 
 /// Marks an encapsulated frame for the detour through the underlay's ingress (redirect with

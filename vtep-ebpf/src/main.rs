@@ -12,6 +12,7 @@ mod decap;
 mod encap;
 mod fdb;
 mod flood;
+mod head;
 mod maps;
 mod miss;
 mod port;

@@ -13,7 +13,7 @@ use vtep_common::{
 };
 
 use crate::{
-    encap, fdb, flood,
+    encap, fdb, flood, head,
     maps::{CONFIG, LOCAL, NEIGH, PORTS},
     miss,
     stats::count,
@@ -38,7 +38,7 @@ pub fn ingress(ctx: &TcContext) -> i32 {
     if cfg.ready == 0 {
         return drop(counter::DROP_NOT_READY);
     }
-    let Ok(eth) = ctx.load::<[u8; ETH_LEN]>(0) else {
+    let Some(eth) = head::read::<ETH_LEN>(ctx) else {
         return drop(counter::DROP_MALFORMED);
     };
     let dst = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
@@ -107,7 +107,7 @@ enum Arp {
 /// the `proxy` behaviour of the kernel's vxlan device.
 #[inline(always)]
 fn proxy_arp(ctx: &TcContext, ifindex: u32, vni: u32) -> Arp {
-    let Ok(mut frame) = ctx.load::<[u8; ARP_FRAME_LEN]>(0) else {
+    let Some(mut frame) = head::read::<ARP_FRAME_LEN>(ctx) else {
         return Arp::Other;
     };
     let Some(target) = wire::arp_request_target(&frame) else {
@@ -117,7 +117,7 @@ fn proxy_arp(ctx: &TcContext, ifindex: u32, vni: u32) -> Arp {
         return Arp::Unknown(target);
     };
     wire::arp_reply(&mut frame, &neigh.mac);
-    if ctx.store(0, &frame, 0).is_err() {
+    if !head::write(ctx, &frame) {
         return Arp::Answered(drop(counter::DROP_MALFORMED));
     }
     count(counter::ARP_REPLY);
