@@ -154,10 +154,25 @@ impl Pins {
         if self.dir.exists() {
             fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
         }
-        // Drop the version and vtep directories too once no namespace uses them.
+        Ok(())
+    }
+
+    /// Drops the version and vtep directories once no namespace uses them (after `down`).
+    pub fn prune_parents(&self) {
         for parent in self.dir.ancestors().skip(1).take(2) {
             let _ = fs::remove_dir(parent);
         }
-        Ok(())
+    }
+
+    /// Creates the directory. A `down` in another namespace may remove an empty parent
+    /// between our creating it and our own directory inside: try again then.
+    pub fn create(&self) -> Result<()> {
+        let mut tries = 0;
+        loop {
+            match fs::create_dir_all(&self.dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => tries += 1,
+                r => return r.with_context(|| format!("creating {}", self.dir.display())),
+            }
+        }
     }
 }

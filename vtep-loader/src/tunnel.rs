@@ -42,7 +42,7 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     }
     // Leftovers of an interrupted `up` are not state anyone relies on.
     pins.remove()?;
-    fs::create_dir_all(&pins.dir)?;
+    pins.create()?;
     let result = attach(&pins, args, &underlay, decap, &[]);
     if result.is_err() {
         let _ = pins.remove();
@@ -176,5 +176,7 @@ pub async fn down() -> Result<()> {
     for p in port::list(&pins)? {
         p.teardown(&pins, &nl).await?;
     }
-    pins.remove()
+    pins.remove()?;
+    pins.prune_parents();
+    Ok(())
 }
