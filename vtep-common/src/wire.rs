@@ -66,6 +66,24 @@ pub fn same_subnet(local: [u8; 4], ip: [u8; 4], prefix: u8) -> bool {
     u32::from_be_bytes(local) & mask == u32::from_be_bytes(ip) & mask
 }
 
+/// Hash of an inner IPv4 flow from its first 38 bytes (Ethernet + IPv4 without options +
+/// L4 ports): addresses, protocol and, for unfragmented TCP and UDP, the ports. Stands in
+/// for the kernel's flow dissector when the skb carries no hash.
+#[inline(always)]
+pub fn ipv4_flow_hash(f: &[u8; 38]) -> u32 {
+    let w = |i: usize| u32::from_be_bytes([f[i], f[i + 1], f[i + 2], f[i + 3]]);
+    let proto = f[ETH_LEN + 9];
+    let fragment = u16::from_be_bytes([f[20], f[21]]) & 0x3fff != 0;
+    let ports = if f[ETH_LEN] == 0x45 && !fragment && (proto == 6 || proto == 17) { w(34) } else { 0 };
+    let mut h = w(26) ^ w(30).rotate_left(16) ^ ports.wrapping_mul(0x9e37_79b9) ^ proto as u32;
+    // murmur3's finaliser: every input bit reaches every output bit.
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
 /// Outer UDP source port from the inner flow hash, spread over `min..=max` the way the kernel
 /// does (multiply-shift, no division), so ECMP in the underlay sees per-flow entropy.
 #[inline(always)]
@@ -312,6 +330,25 @@ mod tests {
     }
 
     use crate::VNI_MAX;
+
+    #[test]
+    fn flow_hash_separates_flows_and_ignores_fragment_ports() {
+        let mut a = [0u8; 38];
+        a[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+        a[14] = 0x45;
+        a[23] = 17;
+        a[26..30].copy_from_slice(&[12, 12, 12, 2]);
+        a[30..34].copy_from_slice(&[12, 12, 12, 3]);
+        a[34..38].copy_from_slice(&[0x9c, 0x40, 0x14, 0x51]);
+        let mut b = a;
+        b[35] = 0x41;
+        assert_ne!(ipv4_flow_hash(&a), ipv4_flow_hash(&b), "other source port, other flow");
+        assert_eq!(ipv4_flow_hash(&a), ipv4_flow_hash(&a.clone()));
+        let (mut fa, mut fb) = (a, b);
+        fa[20] = 0x20; // more fragments: the ports are not ports
+        fb[20] = 0x20;
+        assert_eq!(ipv4_flow_hash(&fa), ipv4_flow_hash(&fb));
+    }
 
     #[test]
     fn subnets() {

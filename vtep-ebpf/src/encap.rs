@@ -43,8 +43,8 @@ pub struct Tunnel {
 /// Grows the frame by the outer headers (filled in later, per destination).
 #[inline(always)]
 pub fn open(ctx: &TcContext, cfg: &Config, vni: u32, inner_eth: &[u8; ETH_LEN]) -> Option<Tunnel> {
-    let hash = unsafe { bpf_get_hash_recalc(ctx.skb.skb) };
     let inner_ipv4 = u16::from_be_bytes([inner_eth[12], inner_eth[13]]) == ETH_P_IP;
+    let hash = flow_hash(ctx, inner_ipv4);
     let tos = match (cfg.tos_inherit != 0 && inner_ipv4, ctx.load::<u8>(ETH_LEN + 1)) {
         (true, Ok(inner_tos)) => inner_tos,
         _ => cfg.tos,
@@ -67,6 +67,23 @@ pub fn open(ctx: &TcContext, cfg: &Config, vni: u32, inner_eth: &[u8; ETH_LEN]) 
         tos,
         vni,
     })
+}
+
+/// The inner flow's hash, for the outer source port: the skb's own when the stack set one
+/// (TCP sockets do), else the IPv4 flow mixed here (cheaper than the flow dissector), else
+/// the dissector's.
+#[inline(always)]
+fn flow_hash(ctx: &TcContext, inner_ipv4: bool) -> u32 {
+    let hash = unsafe { (*ctx.skb.skb).hash };
+    if hash != 0 {
+        return hash;
+    }
+    if inner_ipv4 {
+        if let Some(headers) = head::read::<38>(ctx) {
+            return wire::ipv4_flow_hash(&headers);
+        }
+    }
+    unsafe { bpf_get_hash_recalc(ctx.skb.skb) }
 }
 
 /// Writes the outer headers towards `remote_ip:port` (and the inner Ethernet header, which
