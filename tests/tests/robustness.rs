@@ -148,3 +148,34 @@ fn upgrades_and_fdb_churn_lose_no_ping_reply() -> Result<()> {
     assert!(h1.vtep(&["fdb", "show"])?.contains(&h2.mac), "tables survive upgrades");
     Ok(())
 }
+
+/// `vtep up` and `vtep down` in several namespaces at once: each namespace's state is its
+/// own, and one's teardown never pulls the ground from under another's set-up.
+#[test]
+fn up_and_down_in_parallel_namespaces_do_not_interfere() -> Result<()> {
+    let tag = unique_tag("par");
+    let hosts: Vec<vtep_testbed::Netns> = (0..4).map(|i| vtep_testbed::Netns::add(&format!("{tag}n{i}"))).collect::<Result<_>>()?;
+    for ns in &hosts {
+        run("ip", &["-n", &ns.name, "link", "add", "eth1", "type", "veth", "peer", "name", "eth9"])?;
+        run("ip", &["-n", &ns.name, "addr", "add", "192.168.104.2/24", "dev", "eth1"])?;
+        run("ip", &["-n", &ns.name, "link", "set", "eth1", "up"])?;
+    }
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = hosts
+            .iter()
+            .map(|ns| {
+                s.spawn(move || -> Result<()> {
+                    for _ in 0..25 {
+                        vtep_testbed::vtep(&["-n", &ns.name, "up", "--dev", "eth1", "--local", "192.168.104.2"])?;
+                        vtep_testbed::vtep(&["-n", &ns.name, "down"])?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("worker")?;
+        }
+        Ok(())
+    })
+}

@@ -14,9 +14,9 @@ counters! {
     LOCAL = 2, "local", "frames switched between two local ports of one VNI";
     ARP_REPLY = 3, "arp_reply", "ARP requests answered from the neighbour table";
     NEIGH_RESOLVE = 4, "neigh_resolve", "of those, frames handed to the kernel to resolve the underlay next hop";
-    DROP_NO_FDB = 5, "drop_no_fdb", "unicast to a MAC neither local nor in the FDB";
-    DROP_ARP_MISS = 6, "drop_arp_miss", "broadcast ARP the neighbour table cannot answer";
-    DROP_BUM = 7, "drop_bum", "broadcast or multicast frames other than ARP requests";
+    DROP_NO_FDB = 5, "drop_no_fdb", "unicast to a MAC neither local nor in the FDB, with nowhere to flood";
+    DROP_ARP_MISS = 6, "drop_arp_miss", "broadcast ARP the neighbour table cannot answer, with nowhere to flood";
+    DROP_BUM = 7, "drop_bum", "broadcast or multicast frames with nowhere to flood";
     DROP_MALFORMED = 8, "drop_malformed", "frames from a port too short to parse";
     DROP_NOT_PORT = 9, "drop_not_port", "frames on an interface that is not a configured port";
     DROP_NO_ROUTE = 10, "drop_no_route", "no underlay route or next hop to the remote VTEP";
