@@ -19,9 +19,25 @@ impl Capture {
     /// Starts capturing (the first 256 bytes of each frame: every header, and whole small
     /// frames) and returns once tcpdump reports it is listening.
     pub fn start(ns: &str, iface: &str, filter: &str) -> Result<Self> {
-        let path = std::env::temp_dir().join(format!("{}.pcap", crate::netns::unique_tag(&format!("{ns}-{iface}-"))));
+        let path = std::env::temp_dir().join(format!(
+            "{}.pcap",
+            crate::netns::unique_tag(&format!("{ns}-{iface}-"))
+        ));
         let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "tcpdump", "-i", iface, "-n", "-U", "--immediate-mode", "-s", "256", "-w"])
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "tcpdump",
+                "-i",
+                iface,
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-s",
+                "256",
+                "-w",
+            ])
             .arg(&path)
             .args(filter.split_whitespace())
             .stdout(Stdio::null())
@@ -30,7 +46,10 @@ impl Capture {
             .context("starting tcpdump")?;
         let stderr = child.stderr.take().context("tcpdump stderr")?;
         let mut lines = BufReader::new(stderr).lines();
-        let cap = Capture { child: Some(child), path };
+        let cap = Capture {
+            child: Some(child),
+            path,
+        };
         loop {
             match lines.next() {
                 Some(Ok(line)) if line.contains("listening on") => break,
@@ -90,7 +109,11 @@ pub fn parse_pcap(data: &[u8]) -> Result<Vec<Vec<u8>>> {
     };
     let u32_at = |off: usize| {
         let b = [data[off], data[off + 1], data[off + 2], data[off + 3]];
-        if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
     };
     let mut frames = Vec::new();
     let mut off = 24;

@@ -22,7 +22,10 @@ pub fn run(prog: &str, args: &[&str]) -> Result<String> {
 }
 
 pub fn output(prog: &str, args: &[&str]) -> Result<Output> {
-    Command::new(prog).args(args).output().with_context(|| format!("running {prog}"))
+    Command::new(prog)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {prog}"))
 }
 
 /// Runs a command inside network namespace `ns` (`ip netns exec`).
@@ -36,23 +39,38 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Result<String> {
 pub fn vtep_bin() -> PathBuf {
     std::env::var_os("VTEP_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/vtep")))
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/release/vtep"
+            ))
+        })
 }
 
 /// Runs `vtep args` and returns its raw output (status, stdout, stderr).
 pub fn vtep_output(args: &[&str]) -> Result<Output> {
     let bin = vtep_bin();
     if !bin.exists() {
-        bail!("{} is missing: run `cargo build --release` (or `cargo xtask test`)", bin.display());
+        bail!(
+            "{} is missing: run `cargo build --release` (or `cargo xtask test`)",
+            bin.display()
+        );
     }
-    Command::new(&bin).args(args).output().context("running vtep")
+    Command::new(&bin)
+        .args(args)
+        .output()
+        .context("running vtep")
 }
 
 /// Runs `vtep args`, failing with its error line unless it succeeds.
 pub fn vtep(args: &[&str]) -> Result<String> {
     let out = vtep_output(args)?;
     if !out.status.success() {
-        bail!("`vtep {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`vtep {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -26,7 +26,11 @@ pub fn junk_frame(dst: [u8; 6], src: [u8; 6], payload: &[u8]) -> Vec<u8> {
 /// Sends each inner frame as VXLAN in `vni` from `src_ip` (an address in namespace `ns`) to
 /// `dst_ip`:4789. Returns how many datagrams went out.
 pub fn send(ns: &str, src_ip: &str, dst_ip: &str, vni: u32, frames: Vec<Vec<u8>>) -> Result<usize> {
-    let (ns, src, dst) = (ns.to_string(), format!("{src_ip}:0"), format!("{dst_ip}:4789"));
+    let (ns, src, dst) = (
+        ns.to_string(),
+        format!("{src_ip}:0"),
+        format!("{dst_ip}:4789"),
+    );
     // The socket must be born inside the namespace; a thread of its own keeps the test's
     // thread where it is.
     std::thread::spawn(move || -> Result<usize> {

@@ -29,7 +29,10 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .context("starting iperf3 -s")?;
-        let server = Server { child, _exclusive: lock };
+        let server = Server {
+            child,
+            _exclusive: lock,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !in_ns(ns, &["ss", "-Hltn", "sport = :5201"])?.contains("5201") {
             if Instant::now() > deadline {
@@ -68,7 +71,15 @@ impl TcpResult {
 const CONNECT_TIMEOUT_MS: &str = "2000";
 
 fn client(ns: &str, args: &[&str]) -> Result<Value> {
-    let mut full = vec!["netns", "exec", ns, "iperf3", "-J", "--connect-timeout", CONNECT_TIMEOUT_MS];
+    let mut full = vec![
+        "netns",
+        "exec",
+        ns,
+        "iperf3",
+        "-J",
+        "--connect-timeout",
+        CONNECT_TIMEOUT_MS,
+    ];
     full.extend_from_slice(args);
     let out = output("ip", &full)?;
     let report: Value = serde_json::from_slice(&out.stdout).context("parsing iperf3 -J output")?;
@@ -87,21 +98,59 @@ pub fn exchange(client_ns: &str, server_ns: &str, dst: &str, args: &[&str]) -> R
 }
 
 /// TCP from `client_ns` to `dst` (served in `server_ns`) for `secs` seconds.
-pub fn tcp(client_ns: &str, server_ns: &str, dst: &str, secs: u32, streams: u32) -> Result<TcpResult> {
+pub fn tcp(
+    client_ns: &str,
+    server_ns: &str,
+    dst: &str,
+    secs: u32,
+    streams: u32,
+) -> Result<TcpResult> {
     let _server = Server::start(server_ns)?;
-    let report = client(client_ns, &["-c", dst, "-t", &secs.to_string(), "-P", &streams.to_string()])?;
+    let report = client(
+        client_ns,
+        &[
+            "-c",
+            dst,
+            "-t",
+            &secs.to_string(),
+            "-P",
+            &streams.to_string(),
+        ],
+    )?;
     let sent = &report["end"]["sum_sent"];
     Ok(TcpResult {
-        gbits: sent["bits_per_second"].as_f64().context("bits_per_second")? / 1e9,
+        gbits: sent["bits_per_second"]
+            .as_f64()
+            .context("bits_per_second")?
+            / 1e9,
         bytes: sent["bytes"].as_f64().context("bytes")?,
         retransmits: sent["retransmits"].as_f64().unwrap_or(0.0),
     })
 }
 
 /// UDP with `payload`-byte datagrams at full speed; received packets per second.
-pub fn udp_pps(client_ns: &str, server_ns: &str, dst: &str, secs: u32, payload: u32) -> Result<f64> {
+pub fn udp_pps(
+    client_ns: &str,
+    server_ns: &str,
+    dst: &str,
+    secs: u32,
+    payload: u32,
+) -> Result<f64> {
     let _server = Server::start(server_ns)?;
-    let report = client(client_ns, &["-c", dst, "-u", "-b", "0", "-l", &payload.to_string(), "-t", &secs.to_string()])?;
+    let report = client(
+        client_ns,
+        &[
+            "-c",
+            dst,
+            "-u",
+            "-b",
+            "0",
+            "-l",
+            &payload.to_string(),
+            "-t",
+            &secs.to_string(),
+        ],
+    )?;
     let sum = &report["end"]["sum"];
     let packets = sum["packets"].as_f64().context("packets")?;
     let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
@@ -115,7 +164,10 @@ pub fn udp_pps(client_ns: &str, server_ns: &str, dst: &str, secs: u32, payload: 
 pub fn measurement_lock() -> Result<File> {
     let lock = File::create(std::env::temp_dir().join("vtep-iperf.lock"))?;
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        bail!("locking the measurement lock: {}", std::io::Error::last_os_error());
+        bail!(
+            "locking the measurement lock: {}",
+            std::io::Error::last_os_error()
+        );
     }
     Ok(lock)
 }

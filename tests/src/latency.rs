@@ -10,7 +10,19 @@ use crate::{cmd::in_ns, iperf::measurement_lock};
 /// is lost (ping then exits non-zero), since a flood over a lossy path measures timeouts.
 pub fn flood_rtt_us(ns: &str, dst: &str, count: u32) -> Result<f64> {
     let _exclusive = measurement_lock()?;
-    let out = in_ns(ns, &["ping", "-f", "-q", "-c", &count.to_string(), "-w", "60", dst])?;
+    let out = in_ns(
+        ns,
+        &[
+            "ping",
+            "-f",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-w",
+            "60",
+            dst,
+        ],
+    )?;
     let summary = out
         .lines()
         .find(|l| l.contains("packets transmitted"))

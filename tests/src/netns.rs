@@ -15,7 +15,9 @@ pub struct Netns {
 impl Netns {
     pub fn add(name: &str) -> Result<Self> {
         run("ip", &["netns", "add", name])?;
-        let ns = Netns { name: name.to_string() };
+        let ns = Netns {
+            name: name.to_string(),
+        };
         run("ip", &["-n", name, "link", "set", "lo", "up"])?;
         Ok(ns)
     }
@@ -43,7 +45,11 @@ impl Drop for Netns {
 /// (and beside a demo) without sharing a namespace.
 pub fn unique_tag(kind: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{kind}{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{kind}{}x{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The calling thread inside network namespace `name` until dropped (for work that must

@@ -59,13 +59,22 @@ impl Host {
     /// `vtep -n HOST port add CONTAINER --mac MAC --addr IP/24 --vni VNI`
     pub fn port(&self, container: &str, mac: &str, ip: &str, vni: u32) -> Result<String> {
         let (addr, vni) = (format!("{ip}/24"), vni.to_string());
-        self.vtep(&["port", "add", container, "--mac", mac, "--addr", &addr, "--vni", &vni])
+        self.vtep(&[
+            "port", "add", container, "--mac", mac, "--addr", &addr, "--vni", &vni,
+        ])
     }
 
     /// Where vtep pins this host's programs and maps.
     pub fn pin_dir(&self) -> Result<std::path::PathBuf> {
-        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(format!("/run/netns/{}", self.ns))?);
-        Ok(format!("/sys/fs/bpf/vtep/v{}/netns-{ino}", vtep_common::LAYOUT_VERSION).into())
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(format!(
+            "/run/netns/{}",
+            self.ns
+        ))?);
+        Ok(format!(
+            "/sys/fs/bpf/vtep/v{}/netns-{ino}",
+            vtep_common::LAYOUT_VERSION
+        )
+        .into())
     }
 
     /// `vtep -n HOST args...`
@@ -104,28 +113,65 @@ impl Testbed {
     /// the vtep ones, no ports yet. Two hosts share a veth pair as their eth1s; more hang
     /// off a bridge in a switch namespace (the physical switch, not part of any overlay).
     pub fn underlay(tag: &str, stacks: Vec<Stack>) -> Result<Self> {
-        let hosts: Vec<Host> = stacks.into_iter().zip(1..).map(|(s, n)| Host::new(tag, n, s)).collect();
+        let hosts: Vec<Host> = stacks
+            .into_iter()
+            .zip(1..)
+            .map(|(s, n)| Host::new(tag, n, s))
+            .collect();
         let mut host_ns = Vec::new();
         for h in &hosts {
             host_ns.push(Netns::add(&h.ns)?);
         }
-        let bed = Testbed { hosts, extra: RefCell::new(Vec::new()), _host_ns: host_ns };
+        let bed = Testbed {
+            hosts,
+            extra: RefCell::new(Vec::new()),
+            _host_ns: host_ns,
+        };
         if let [a, b] = &bed.hosts[..] {
-            run("ip", &["link", "add", "eth1", "netns", &a.ns, "type", "veth", "peer", "name", "eth1", "netns", &b.ns])?;
+            run(
+                "ip",
+                &[
+                    "link", "add", "eth1", "netns", &a.ns, "type", "veth", "peer", "name", "eth1",
+                    "netns", &b.ns,
+                ],
+            )?;
         } else {
             let switch = format!("{tag}sw");
             bed.track(&switch);
             run("ip", &["netns", "add", &switch])?;
-            run("ip", &["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
+            run(
+                "ip",
+                &["-n", &switch, "link", "add", "br0", "type", "bridge"],
+            )?;
             run("ip", &["-n", &switch, "link", "set", "br0", "up"])?;
             for (i, h) in bed.hosts.iter().enumerate() {
                 let port = format!("p{i}");
-                run("ip", &["link", "add", "eth1", "netns", &h.ns, "type", "veth", "peer", "name", &port, "netns", &switch])?;
-                run("ip", &["-n", &switch, "link", "set", &port, "master", "br0", "up"])?;
+                run(
+                    "ip",
+                    &[
+                        "link", "add", "eth1", "netns", &h.ns, "type", "veth", "peer", "name",
+                        &port, "netns", &switch,
+                    ],
+                )?;
+                run(
+                    "ip",
+                    &["-n", &switch, "link", "set", &port, "master", "br0", "up"],
+                )?;
             }
         }
         for h in &bed.hosts {
-            run("ip", &["-n", &h.ns, "addr", "add", &format!("{}/24", h.ip), "dev", "eth1"])?;
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &h.ns,
+                    "addr",
+                    "add",
+                    &format!("{}/24", h.ip),
+                    "dev",
+                    "eth1",
+                ],
+            )?;
             run("ip", &["-n", &h.ns, "link", "set", "eth1", "up"])?;
             if let Stack::Vtep(extra) = &h.stack {
                 let mut up = vec!["up", "--dev", "eth1", "--local", h.ip.as_str()];
@@ -146,9 +192,27 @@ impl Testbed {
         match &h.stack {
             Stack::Vtep(_) => {
                 let addr = format!("{}/24", h.container_ip);
-                h.vtep(&["port", "add", &h.container, "--mac", &h.mac, "--addr", &addr, "--vni", VNI])?;
+                h.vtep(&[
+                    "port",
+                    "add",
+                    &h.container,
+                    "--mac",
+                    &h.mac,
+                    "--addr",
+                    &addr,
+                    "--vni",
+                    VNI,
+                ])?;
                 h.vtep(&["fdb", "add", &p.mac, "dst", &p.ip, "vni", VNI])?;
-                h.vtep(&["neigh", "add", &p.container_ip, "lladdr", &p.mac, "vni", VNI])?;
+                h.vtep(&[
+                    "neigh",
+                    "add",
+                    &p.container_ip,
+                    "lladdr",
+                    &p.mac,
+                    "vni",
+                    VNI,
+                ])?;
             }
             Stack::Kernel => classic(h, p)?,
         }
@@ -168,8 +232,27 @@ impl Testbed {
 fn classic(h: &Host, p: &Host) -> Result<()> {
     classic_devices(h, &["proxy", "learning"])?;
     let host = h.ns.as_str();
-    run("bridge", &["-n", host, "fdb", "add", &p.mac, "dev", "vxlan1", "self", "dst", &p.ip, "vni", VNI, "port", "4789"])?;
-    run("ip", &["-n", host, "neigh", "add", &p.container_ip, "lladdr", &p.mac, "dev", "vxlan1"])?;
+    run(
+        "bridge",
+        &[
+            "-n", host, "fdb", "add", &p.mac, "dev", "vxlan1", "self", "dst", &p.ip, "vni", VNI,
+            "port", "4789",
+        ],
+    )?;
+    run(
+        "ip",
+        &[
+            "-n",
+            host,
+            "neigh",
+            "add",
+            &p.container_ip,
+            "lladdr",
+            &p.mac,
+            "dev",
+            "vxlan1",
+        ],
+    )?;
     Ok(())
 }
 
@@ -179,7 +262,20 @@ fn classic(h: &Host, p: &Host) -> Result<()> {
 pub fn classic_flooding(h: &Host, peers: &[&Host]) -> Result<()> {
     classic_devices(h, &["learning"])?;
     for p in peers {
-        run("bridge", &["-n", &h.ns, "fdb", "append", "00:00:00:00:00:00", "dev", "vxlan1", "dst", &p.ip])?;
+        run(
+            "bridge",
+            &[
+                "-n",
+                &h.ns,
+                "fdb",
+                "append",
+                "00:00:00:00:00:00",
+                "dev",
+                "vxlan1",
+                "dst",
+                &p.ip,
+            ],
+        )?;
     }
     Ok(())
 }
@@ -188,18 +284,43 @@ pub fn classic_flooding(h: &Host, peers: &[&Host]) -> Result<()> {
 fn classic_devices(h: &Host, vxlan_opts: &[&str]) -> Result<()> {
     let (host, c) = (h.ns.as_str(), h.container.as_str());
     run("ip", &["netns", "add", c])?;
-    run("ip", &["link", "add", "dev", "veth1", "mtu", "1450", "netns", host, "type", "veth", "peer", "name", "eth0", "mtu", "1450", "netns", c])?;
+    run(
+        "ip",
+        &[
+            "link", "add", "dev", "veth1", "mtu", "1450", "netns", host, "type", "veth", "peer",
+            "name", "eth0", "mtu", "1450", "netns", c,
+        ],
+    )?;
     run("ip", &["-n", c, "link", "set", "eth0", "address", &h.mac])?;
-    run("ip", &["-n", c, "addr", "add", &format!("{}/24", h.container_ip), "dev", "eth0"])?;
+    run(
+        "ip",
+        &[
+            "-n",
+            c,
+            "addr",
+            "add",
+            &format!("{}/24", h.container_ip),
+            "dev",
+            "eth0",
+        ],
+    )?;
     run("ip", &["-n", c, "link", "set", "eth0", "up"])?;
     run("ip", &["-n", c, "link", "set", "lo", "up"])?;
-    run("ip", &["-n", host, "link", "add", "dev", "br0", "type", "bridge"])?;
-    let mut vxlan = vec!["-n", host, "link", "add", "dev", "vxlan1", "type", "vxlan", "id", VNI];
+    run(
+        "ip",
+        &["-n", host, "link", "add", "dev", "br0", "type", "bridge"],
+    )?;
+    let mut vxlan = vec![
+        "-n", host, "link", "add", "dev", "vxlan1", "type", "vxlan", "id", VNI,
+    ];
     vxlan.extend_from_slice(vxlan_opts);
     vxlan.extend_from_slice(&["dstport", "4789"]);
     run("ip", &vxlan)?;
     run("ip", &["-n", host, "link", "set", "veth1", "master", "br0"])?;
-    run("ip", &["-n", host, "link", "set", "vxlan1", "master", "br0"])?;
+    run(
+        "ip",
+        &["-n", host, "link", "set", "vxlan1", "master", "br0"],
+    )?;
     for dev in ["br0", "vxlan1", "veth1"] {
         run("ip", &["-n", host, "link", "set", dev, "up"])?;
     }
@@ -240,7 +361,13 @@ impl Plain {
     pub fn new(tag: &str) -> Result<Self> {
         let c1 = Netns::add(&format!("{tag}c1"))?;
         let c2 = Netns::add(&format!("{tag}c2"))?;
-        run("ip", &["link", "add", "eth0", "mtu", "1450", "netns", &c1.name, "type", "veth", "peer", "name", "eth0", "mtu", "1450", "netns", &c2.name])?;
+        run(
+            "ip",
+            &[
+                "link", "add", "eth0", "mtu", "1450", "netns", &c1.name, "type", "veth", "peer",
+                "name", "eth0", "mtu", "1450", "netns", &c2.name,
+            ],
+        )?;
         for (ns, ip) in [(&c1.name, "12.12.12.2/24"), (&c2.name, "12.12.12.3/24")] {
             run("ip", &["-n", ns, "addr", "add", ip, "dev", "eth0"])?;
             run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
@@ -257,17 +384,56 @@ impl Overlay for Plain {
 
 /// `ping -c COUNT` from `ns` to `dst`; true when every reply came back.
 pub fn ping(ns: &str, dst: &str, count: u32) -> Result<bool> {
-    let out = crate::cmd::output("ip", &["netns", "exec", ns, "ping", "-c", &count.to_string(), "-i", "0.2", "-W", "2", dst])?;
-    Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&format!("{count} received")))
+    let out = crate::cmd::output(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            ns,
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            dst,
+        ],
+    )?;
+    Ok(out.status.success()
+        && String::from_utf8_lossy(&out.stdout).contains(&format!("{count} received")))
 }
 
 /// `ping -q -i INTERVAL -c COUNT` from `ns` to `dst`: (transmitted, received).
 pub fn ping_counts(ns: &str, dst: &str, interval: &str, count: u64) -> Result<(u64, u64)> {
-    let out = run("ip", &["netns", "exec", ns, "ping", "-q", "-i", interval, "-W", "1", "-c", &count.to_string(), dst])?;
-    let line = out.lines().find(|l| l.contains("transmitted")).context("ping printed no summary")?;
+    let out = run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            ns,
+            "ping",
+            "-q",
+            "-i",
+            interval,
+            "-W",
+            "1",
+            "-c",
+            &count.to_string(),
+            dst,
+        ],
+    )?;
+    let line = out
+        .lines()
+        .find(|l| l.contains("transmitted"))
+        .context("ping printed no summary")?;
     let num = |word: &str| -> Result<u64> {
         let pos = line.find(word).context("ping summary field")?;
-        Ok(line[..pos].split_whitespace().last().context("ping summary number")?.parse()?)
+        Ok(line[..pos]
+            .split_whitespace()
+            .last()
+            .context("ping summary number")?
+            .parse()?)
     };
     Ok((num(" packets transmitted")?, num(" received")?))
 }

@@ -64,14 +64,31 @@ pub fn run(seconds: u32) -> Result<SoakReport> {
 
     let secs = seconds.to_string();
     let (pings, tcp) = std::thread::scope(|s| -> Result<_> {
-        let pinger = s.spawn(|| ping_counts(&h1.container, &h2.container_ip, "0.002", u64::from(seconds) * 500));
-        let stream = s.spawn(|| iperf::exchange(&h1.container, &h2.container, &h2.container_ip, &["-t", &secs, "-b", "500M"]));
+        let pinger = s.spawn(|| {
+            ping_counts(
+                &h1.container,
+                &h2.container_ip,
+                "0.002",
+                u64::from(seconds) * 500,
+            )
+        });
+        let stream = s.spawn(|| {
+            iperf::exchange(
+                &h1.container,
+                &h2.container,
+                &h2.container_ip,
+                &["-t", &secs, "-b", "500M"],
+            )
+        });
         let churner = s.spawn(|| -> Result<()> {
             let mut i = 0u32;
             while !done.load(Ordering::Relaxed) {
                 let mac = format!("0a:cc:00:{:02x}:{:02x}:01", (i >> 8) as u8, i as u8);
-                let rss = vtep_measured(h1, &["fdb", "add", &mac, "dst", "192.168.104.77", "vni", "42"])?
-                    .max(vtep_measured(h1, &["fdb", "del", &mac, "vni", "42"])?);
+                let rss = vtep_measured(
+                    h1,
+                    &["fdb", "add", &mac, "dst", "192.168.104.77", "vni", "42"],
+                )?
+                .max(vtep_measured(h1, &["fdb", "del", &mac, "vni", "42"])?);
                 max_rss.fetch_max(rss as u64, Ordering::Relaxed);
                 fdb_ops.fetch_add(2, Ordering::Relaxed);
                 i = i.wrapping_add(1);
@@ -82,7 +99,9 @@ pub fn run(seconds: u32) -> Result<SoakReport> {
             let rss = vtep_measured(h1, &up)?;
             max_rss.fetch_max(rss as u64, Ordering::Relaxed);
             upgrades.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_secs(2).min(deadline.saturating_duration_since(Instant::now())));
+            std::thread::sleep(
+                Duration::from_secs(2).min(deadline.saturating_duration_since(Instant::now())),
+            );
         }
         let pings = pinger.join().expect("pinger")?;
         let tcp = stream.join().expect("iperf3")?;
@@ -97,7 +116,10 @@ pub fn run(seconds: u32) -> Result<SoakReport> {
         seconds,
         pings_sent: pings.0,
         pings_received: pings.1,
-        tcp_gbits: tcp["end"]["sum_sent"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e9,
+        tcp_gbits: tcp["end"]["sum_sent"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / 1e9,
         upgrades: upgrades.load(Ordering::Relaxed),
         fdb_ops: fdb_ops.load(Ordering::Relaxed),
         fdb_entries: entries.iter().filter(|e| e["dst"].is_string()).count(),

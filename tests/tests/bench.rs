@@ -8,19 +8,36 @@ use serde_json::Value;
 use vtep_testbed::{bench, netns::unique_tag};
 
 const TOPOLOGIES: [&str; 4] = ["plain", "kernel", "vtep_tc", "vtep_xdp"];
-const METRICS: [&str; 4] = ["tcp_1_stream_gbits", "tcp_4_streams_gbits", "udp_64b_rx_pps", "ping_flood_rtt_us"];
+const METRICS: [&str; 4] = [
+    "tcp_1_stream_gbits",
+    "tcp_4_streams_gbits",
+    "udp_64b_rx_pps",
+    "ping_flood_rtt_us",
+];
 const PROGRAMS: [&str; 4] = ["encap", "decap_tc", "decap_xdp", "arp_reply"];
 const FDB_SIZES: [&str; 2] = ["fdb_10", "fdb_1000000"];
 
 /// A measured quantity: one value per run, and a median, or errors saying why not.
 fn check_series(what: &str, s: &Value, runs: usize) {
-    let values = s["runs"].as_array().unwrap_or_else(|| panic!("{what}: no runs in {s}"));
+    let values = s["runs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no runs in {s}"));
     assert_eq!(values.len(), runs, "{what}: one value per run");
-    assert!(values.iter().all(|v| v.is_null() || v.as_f64().is_some_and(|v| v.is_finite() && v > 0.0)), "{what}: {s}");
-    let errors = s["errors"].as_array().unwrap_or_else(|| panic!("{what}: no errors list in {s}"));
+    assert!(
+        values
+            .iter()
+            .all(|v| v.is_null() || v.as_f64().is_some_and(|v| v.is_finite() && v > 0.0)),
+        "{what}: {s}"
+    );
+    let errors = s["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no errors list in {s}"));
     match s["median"].as_f64() {
         Some(m) => assert!(m.is_finite() && m > 0.0, "{what}: median {m}"),
-        None => assert!(s["median"].is_null() && !errors.is_empty(), "{what}: no median and no error: {s}"),
+        None => assert!(
+            s["median"].is_null() && !errors.is_empty(),
+            "{what}: no median and no error: {s}"
+        ),
     }
 }
 
@@ -40,13 +57,21 @@ fn quick_bench_writes_every_metric_for_every_topology_and_program() -> Result<()
         for m in METRICS {
             let entry = &json["topologies"][t]["metrics"][m];
             check_series(&format!("{t} {m}"), entry, runs);
-            assert!(entry["unit"].is_string() && entry.get("vs_kernel").is_some() && entry.get("vs_plain").is_some());
+            assert!(
+                entry["unit"].is_string()
+                    && entry.get("vs_kernel").is_some()
+                    && entry.get("vs_plain").is_some()
+            );
         }
     }
     // The references do not depend on vtep: failing there is the harness's fault.
     for t in ["plain", "kernel"] {
         for m in METRICS {
-            assert!(json["topologies"][t]["metrics"][m]["median"].is_f64(), "{t} {m}: {}", report.table());
+            assert!(
+                json["topologies"][t]["metrics"][m]["median"].is_f64(),
+                "{t} {m}: {}",
+                report.table()
+            );
         }
         assert!(json["topologies"][t]["metrics"][METRICS[0]]["vs_kernel"].is_f64());
     }
@@ -56,6 +81,9 @@ fn quick_bench_writes_every_metric_for_every_topology_and_program() -> Result<()
         }
     }
     let svg = svg?;
-    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "bench.svg is not an SVG document");
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+        "bench.svg is not an SVG document"
+    );
     Ok(())
 }

@@ -36,7 +36,10 @@ enum Expect {
 }
 
 fn checksum_ok(ip: &[u8]) -> bool {
-    let mut sum: u32 = ip.chunks(2).map(|w| u16::from_be_bytes([w[0], w[1]]) as u32).sum();
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|w| u16::from_be_bytes([w[0], w[1]]) as u32)
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -47,7 +50,13 @@ fn checksum_ok(ip: &[u8]) -> bool {
 /// inner frame of at least 34 bytes (Ethernet pads to 60; shorter ones are refused).
 fn model(f: &[u8]) -> Expect {
     let be16 = |o: usize| u16::from_be_bytes([f[o], f[o + 1]]) as usize;
-    if f.len() < 64 || be16(12) != 0x0800 || f[14] != 0x45 || f[23] != 17 || f[30..34] != LOCAL_IP || be16(36) != 4789 {
+    if f.len() < 64
+        || be16(12) != 0x0800
+        || f[14] != 0x45
+        || f[23] != 17
+        || f[30..34] != LOCAL_IP
+        || be16(36) != 4789
+    {
         return Expect::Pass;
     }
     let tot = be16(16);
@@ -65,7 +74,11 @@ fn model(f: &[u8]) -> Expect {
     let vni = u32::from_be_bytes([0, f[46], f[47], f[48]]);
     let dst: [u8; 6] = f[50..56].try_into().unwrap();
     if dst[0] & 1 == 1 {
-        return if PORTS.iter().any(|(v, _)| *v == vni) { Expect::Flood } else { Expect::Pass };
+        return if PORTS.iter().any(|(v, _)| *v == vni) {
+            Expect::Flood
+        } else {
+            Expect::Pass
+        };
     }
     if PORTS.contains(&(vni, dst)) {
         Expect::Deliver(f[50..14 + tot].to_vec())
@@ -85,7 +98,10 @@ fn vxlan(vni: u32, dst: [u8; 6], payload: &[u8]) -> Vec<u8> {
     let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 168, 104, 3];
     ip[2..4].copy_from_slice(&tot.to_be_bytes());
     ip.extend_from_slice(&LOCAL_IP);
-    let mut sum: u32 = ip.chunks(2).map(|w| u16::from_be_bytes([w[0], w[1]]) as u32).sum();
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|w| u16::from_be_bytes([w[0], w[1]]) as u32)
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -167,8 +183,19 @@ fn apply(mut f: Vec<u8>, m: &Mutation) -> Vec<u8> {
 }
 
 fn frames() -> impl Strategy<Value = Vec<u8>> {
-    let mac = prop_oneof![Just(M1), Just(M2), Just([0xff; 6]), Just([1, 0, 0x5e, 0, 0, 1]), any::<[u8; 6]>()];
-    let valid = (prop_oneof![Just(42u32), Just(43), Just(44), 0u32..=0xff_ffff], mac, prop::collection::vec(any::<u8>(), 0..80), mutation())
+    let mac = prop_oneof![
+        Just(M1),
+        Just(M2),
+        Just([0xff; 6]),
+        Just([1, 0, 0x5e, 0, 0, 1]),
+        any::<[u8; 6]>()
+    ];
+    let valid = (
+        prop_oneof![Just(42u32), Just(43), Just(44), 0u32..=0xff_ffff],
+        mac,
+        prop::collection::vec(any::<u8>(), 0..80),
+        mutation(),
+    )
         .prop_map(|(vni, dst, payload, m)| apply(vxlan(vni, dst, &payload), &m));
     // The kernel hands no program a frame shorter than an Ethernet header.
     let valid = valid.prop_filter("shorter than an Ethernet header", |f| f.len() >= 14);
@@ -177,14 +204,23 @@ fn frames() -> impl Strategy<Value = Vec<u8>> {
 
 fn run_tc(prog: &SchedClassifier, frame: &[u8], ctx: &[u8]) -> Result<(u32, Vec<u8>)> {
     let mut out = vec![0u8; frame.len() + 256];
-    let r = prog.test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ctx_in: Some(ctx), ..Default::default() })?;
+    let r = prog.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(ctx),
+        ..Default::default()
+    })?;
     out.truncate(r.data_size_out as usize);
     Ok((r.return_value, out))
 }
 
 fn run_xdp(prog: &Xdp, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
     let mut out = vec![0u8; frame.len() + 256];
-    let r = prog.test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })?;
+    let r = prog.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ..Default::default()
+    })?;
     out.truncate(r.data_size_out as usize);
     Ok((r.return_value, out))
 }
@@ -204,29 +240,65 @@ fn kernel_refuses<T>(run: &Result<T>, frame: &[u8]) -> bool {
 }
 
 fn ifindex(ns: &str, dev: &str) -> Result<u32> {
-    Ok(run("ip", &["netns", "exec", ns, "cat", &format!("/sys/class/net/{dev}/ifindex")])?.trim().parse()?)
+    Ok(run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            ns,
+            "cat",
+            &format!("/sys/class/net/{dev}/ifindex"),
+        ],
+    )?
+    .trim()
+    .parse()?)
 }
 
 fn cases() -> u32 {
-    std::env::var("VTEP_HOSTILE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
+    std::env::var("VTEP_HOSTILE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
 }
 
 #[test]
 fn hostile_frames_on_the_underlay_never_reach_the_wrong_place() -> Result<()> {
     let tag = unique_tag("hx");
-    let bed = Testbed::underlay(&tag, vec![Stack::vtep_with(&["--xdp-mode", "native"]), Stack::vtep()])?;
+    let bed = Testbed::underlay(
+        &tag,
+        vec![Stack::vtep_with(&["--xdp-mode", "native"]), Stack::vtep()],
+    )?;
     let h1 = &bed.hosts[0];
     for (i, (vni, mac)) in PORTS.iter().enumerate() {
-        let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-        h1.port(&format!("{tag}p{i}"), &mac, &format!("12.12.12.{}", 10 + i), *vni)?;
+        let mac = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        h1.port(
+            &format!("{tag}p{i}"),
+            &mac,
+            &format!("12.12.12.{}", 10 + i),
+            *vni,
+        )?;
     }
     let dir = h1.pin_dir()?;
-    let tc = SchedClassifier::from_pin(dir.join("prog_underlay_tc")).context("pinned TC program")?;
-    let xdp = Xdp::from_pin(dir.join("prog_underlay_xdp"), aya_obj::programs::XdpAttachType::Interface).context("pinned XDP program")?;
+    let tc =
+        SchedClassifier::from_pin(dir.join("prog_underlay_tc")).context("pinned TC program")?;
+    let xdp = Xdp::from_pin(
+        dir.join("prog_underlay_xdp"),
+        aya_obj::programs::XdpAttachType::Interface,
+    )
+    .context("pinned XDP program")?;
     let _inside = netns::enter(&h1.ns)?;
     let ctx = skb_ctx(ifindex(&h1.ns, "eth1")?);
 
-    let mut runner = TestRunner::new(Config { cases: cases(), failure_persistence: None, max_global_rejects: 100_000, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        max_global_rejects: 100_000,
+        ..Config::default()
+    });
     let ran = std::cell::Cell::new(0u32);
     let result = runner.run(&frames(), |frame| {
         ran.set(ran.get() + 1);
@@ -241,11 +313,20 @@ fn hostile_frames_on_the_underlay_never_reach_the_wrong_place() -> Result<()> {
             }
             Expect::Deliver(inner) => {
                 prop_assert_eq!(tc_verdict, TC_ACT_REDIRECT, "TC must deliver it");
-                prop_assert_eq!(&tc_out[..inner.len()], &inner[..], "TC delivered other bytes");
+                prop_assert_eq!(
+                    &tc_out[..inner.len()],
+                    &inner[..],
+                    "TC delivered other bytes"
+                );
             }
-            Expect::Flood => prop_assert_eq!(tc_verdict, TC_ACT_SHOT, "TC floods (copies) and consumes it"),
+            Expect::Flood => prop_assert_eq!(
+                tc_verdict,
+                TC_ACT_SHOT,
+                "TC floods (copies) and consumes it"
+            ),
         }
-        let (xdp_verdict, xdp_out) = run_xdp(&xdp, &frame).map_err(|e| TestCaseError::fail(format!("XDP: {e:#}")))?;
+        let (xdp_verdict, xdp_out) =
+            run_xdp(&xdp, &frame).map_err(|e| TestCaseError::fail(format!("XDP: {e:#}")))?;
         match &expect {
             Expect::Deliver(inner) => {
                 prop_assert_eq!(xdp_verdict, XDP_REDIRECT, "XDP must deliver it");
@@ -273,15 +354,37 @@ fn hostile_frames_from_a_port_stay_in_its_vni() -> Result<()> {
     let (sender, peer) = (format!("{tag}s"), format!("{tag}q"));
     h1.port(&sender, "02:42:c0:a8:00:02", "12.12.12.2", 42)?;
     h1.port(&peer, "02:42:c0:a8:00:04", "12.12.12.4", 42)?;
-    h1.vtep(&["fdb", "add", "02:42:c0:a8:00:03", "dst", "192.168.104.3", "vni", "42"])?;
-    h1.vtep(&["neigh", "add", "12.12.12.3", "lladdr", "02:42:c0:a8:00:03", "vni", "42"])?;
+    h1.vtep(&[
+        "fdb",
+        "add",
+        "02:42:c0:a8:00:03",
+        "dst",
+        "192.168.104.3",
+        "vni",
+        "42",
+    ])?;
+    h1.vtep(&[
+        "neigh",
+        "add",
+        "12.12.12.3",
+        "lladdr",
+        "02:42:c0:a8:00:03",
+        "vni",
+        "42",
+    ])?;
     let ports: serde_json::Value = serde_json::from_str(&h1.vtep(&["-j", "port", "show"])?)?;
-    let host_if = ports.as_array().into_iter().flatten().find(|p| p["netns"] == sender.as_str()).context("sender port")?["host_ifname"]
+    let host_if = ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["netns"] == sender.as_str())
+        .context("sender port")?["host_ifname"]
         .as_str()
         .context("host_ifname")?
         .to_string();
     let dir = h1.pin_dir()?;
-    let port = SchedClassifier::from_pin(Path::new(&dir).join("prog_port")).context("pinned port program")?;
+    let port = SchedClassifier::from_pin(Path::new(&dir).join("prog_port"))
+        .context("pinned port program")?;
     let _inside = netns::enter(&h1.ns)?;
     let ctx = skb_ctx(ifindex(&h1.ns, &host_if)?);
 
@@ -292,19 +395,32 @@ fn hostile_frames_from_a_port_stay_in_its_vni() -> Result<()> {
         Just([0xff; 6]),
         any::<[u8; 6]>()
     ];
-    let frame = (dst, prop_oneof![Just(src), any::<[u8; 6]>()], any::<u16>(), prop::collection::vec(any::<u8>(), 0..120))
+    let frame = (
+        dst,
+        prop_oneof![Just(src), any::<[u8; 6]>()],
+        any::<u16>(),
+        prop::collection::vec(any::<u8>(), 0..120),
+    )
         .prop_map(|(d, s, t, body)| [&d[..], &s[..], &t.to_be_bytes(), &body].concat());
-    let mut runner =
-        TestRunner::new(Config { cases: cases() / 4, failure_persistence: None, max_global_rejects: 100_000, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: cases() / 4,
+        failure_persistence: None,
+        max_global_rejects: 100_000,
+        ..Config::default()
+    });
     let result = runner.run(&frame, |f| {
         let run = run_tc(&port, &f, &ctx);
         prop_assume!(!kernel_refuses(&run, &f));
         let (verdict, out) = run.map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
-        prop_assert!(verdict == TC_ACT_SHOT || verdict == TC_ACT_REDIRECT, "verdict {verdict}");
+        prop_assert!(
+            verdict == TC_ACT_SHOT || verdict == TC_ACT_REDIRECT,
+            "verdict {verdict}"
+        );
         if f.len() >= 14 && f[6..12] != src {
             prop_assert_eq!(verdict, TC_ACT_SHOT, "a spoofed source MAC got through");
         }
-        let tunnelled = out.len() == f.len() + 50 && out[12..14] == [0x08, 0x00] && out[36..38] == [0x12, 0xb5];
+        let tunnelled =
+            out.len() == f.len() + 50 && out[12..14] == [0x08, 0x00] && out[36..38] == [0x12, 0xb5];
         if verdict == TC_ACT_REDIRECT && tunnelled {
             prop_assert_eq!(&out[46..49], &[0, 0, 42], "tunnelled in another VNI");
             prop_assert_eq!(&out[50..], &f[..], "the inner frame changed");

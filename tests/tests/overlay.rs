@@ -15,8 +15,14 @@ use vtep_testbed::{
 fn pings_both_ways(stacks: [Stack; 2]) -> Result<()> {
     let bed = Testbed::new(&unique_tag("p"), stacks)?;
     let (c1, c2) = (bed.c1(), bed.c2());
-    assert!(ping(&c1.container, &c2.container_ip, 3)?, "12.12.12.2 -> 12.12.12.3 failed");
-    assert!(ping(&c2.container, &c1.container_ip, 3)?, "12.12.12.3 -> 12.12.12.2 failed");
+    assert!(
+        ping(&c1.container, &c2.container_ip, 3)?,
+        "12.12.12.2 -> 12.12.12.3 failed"
+    );
+    assert!(
+        ping(&c2.container, &c1.container_ip, 3)?,
+        "12.12.12.3 -> 12.12.12.2 failed"
+    );
     Ok(())
 }
 
@@ -24,11 +30,21 @@ fn pings_both_ways(stacks: [Stack; 2]) -> Result<()> {
 fn ping_both_ways_with_tc_decap_and_no_bridge_or_vxlan_device() -> Result<()> {
     let bed = Testbed::new(&unique_tag("p"), [Stack::vtep(), Stack::vtep()])?;
     let (c1, c2) = (bed.c1(), bed.c2());
-    assert!(ping(&c1.container, &c2.container_ip, 3)?, "12.12.12.2 -> 12.12.12.3 failed");
-    assert!(ping(&c2.container, &c1.container_ip, 3)?, "12.12.12.3 -> 12.12.12.2 failed");
+    assert!(
+        ping(&c1.container, &c2.container_ip, 3)?,
+        "12.12.12.2 -> 12.12.12.3 failed"
+    );
+    assert!(
+        ping(&c2.container, &c1.container_ip, 3)?,
+        "12.12.12.3 -> 12.12.12.2 failed"
+    );
     for ns in [&c1.ns, &c2.ns, &c1.container, &c2.container] {
         for kind in ["vxlan", "bridge"] {
-            assert_eq!(links_of_kind(ns, kind)?.trim(), "", "a {kind} device exists in {ns}");
+            assert_eq!(
+                links_of_kind(ns, kind)?.trim(),
+                "",
+                "a {kind} device exists in {ns}"
+            );
         }
     }
     let stats = c1.vtep(&["-j", "stats"])?;
@@ -53,7 +69,10 @@ fn ping_both_ways_with_generic_xdp_decap() -> Result<()> {
 
 /// Internet checksum over an IPv4 header, written here independently of vtep's own.
 fn header_checksum_ok(ip: &[u8]) -> bool {
-    let mut sum: u32 = ip.chunks(2).map(|w| u16::from_be_bytes([w[0], w[1]]) as u32).sum();
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|w| u16::from_be_bytes([w[0], w[1]]) as u32)
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -82,16 +101,33 @@ fn capture_on_eth1_is_rfc7348_vxlan_carrying_the_exact_container_frame() -> Resu
         assert_eq!(&ip[16..20], &[192, 168, 104, 3]);
         let udp = &frame[34..42];
         assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), 4789);
-        assert_eq!(u16::from_be_bytes([udp[4], udp[5]]) as usize, frame.len() - 34);
+        assert_eq!(
+            u16::from_be_bytes([udp[4], udp[5]]) as usize,
+            frame.len() - 34
+        );
         assert_eq!(&udp[6..8], &[0, 0], "UDP checksum 0");
         let vxlan = &frame[42..50];
         assert_eq!(vxlan[0], 0x08, "VXLAN flags");
         assert_eq!(&vxlan[4..8], &[0, 0, 42, 0], "VNI 42");
-        assert_eq!(&frame[50..], original.as_slice(), "inner frame is what the container sent");
+        assert_eq!(
+            &frame[50..],
+            original.as_slice(),
+            "inner frame is what the container sent"
+        );
     }
     let fields = dissected.stop_and_dissect(&[
-        "-o", "ip.check_checksum:TRUE", "-T", "fields",
-        "-e", "vxlan.flags", "-e", "vxlan.vni", "-e", "ip.checksum.status", "-e", "icmp.type",
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-T",
+        "fields",
+        "-e",
+        "vxlan.flags",
+        "-e",
+        "vxlan.vni",
+        "-e",
+        "ip.checksum.status",
+        "-e",
+        "icmp.type",
     ])?;
     let lines: Vec<&str> = fields.lines().collect();
     assert_eq!(lines.len(), 3, "tshark: {fields}");
@@ -99,8 +135,15 @@ fn capture_on_eth1_is_rfc7348_vxlan_carrying_the_exact_container_frame() -> Resu
         let cols: Vec<&str> = line.split('\t').collect();
         assert_eq!(cols[0], "0x0800", "tshark VXLAN flags: {line}");
         assert_eq!(cols[1], "42", "tshark VNI: {line}");
-        assert_eq!(cols[2].split(',').next(), Some("1"), "tshark outer IPv4 checksum good: {line}");
-        assert_eq!(cols[3], "8", "tshark sees the inner ICMP echo request: {line}");
+        assert_eq!(
+            cols[2].split(',').next(),
+            Some("1"),
+            "tshark outer IPv4 checksum good: {line}"
+        );
+        assert_eq!(
+            cols[3], "8",
+            "tshark sees the inner ICMP echo request: {line}"
+        );
     }
     Ok(())
 }
@@ -110,9 +153,19 @@ fn tcp_through_the_overlay_keeps_gso() -> Result<()> {
     let bed = Testbed::new(&unique_tag("tcp"), [Stack::vtep(), Stack::vtep()])?;
     let (c1, c2) = (bed.c1(), bed.c2());
     let r = iperf::tcp(&c1.container, &c2.container, &c2.container_ip, 3, 1)?;
-    eprintln!("vtep TCP: {:.2} Gbit/s, {} retransmits ({:.3}%)", r.gbits, r.retransmits, 100.0 * r.retransmit_ratio());
+    eprintln!(
+        "vtep TCP: {:.2} Gbit/s, {} retransmits ({:.3}%)",
+        r.gbits,
+        r.retransmits,
+        100.0 * r.retransmit_ratio()
+    );
     assert!(r.gbits > 1.0, "{:.2} Gbit/s", r.gbits);
-    assert!(r.retransmit_ratio() < 0.01, "{} retransmits of {} bytes", r.retransmits, r.bytes);
+    assert!(
+        r.retransmit_ratio() < 0.01,
+        "{} retransmits of {} bytes",
+        r.retransmits,
+        r.bytes
+    );
     Ok(())
 }
 
@@ -120,12 +173,18 @@ fn tcp_through_the_overlay_keeps_gso() -> Result<()> {
 fn interoperates_with_the_kernel_vxlan_and_bridge() -> Result<()> {
     let bed = Testbed::new(&unique_tag("k"), [Stack::vtep(), Stack::Kernel])?;
     let (c1, c2) = (bed.c1(), bed.c2());
-    assert!(links_of_kind(&c2.ns, "vxlan")?.contains("vxlan1"), "host 2 runs the kernel's vxlan");
+    assert!(
+        links_of_kind(&c2.ns, "vxlan")?.contains("vxlan1"),
+        "host 2 runs the kernel's vxlan"
+    );
     assert!(ping(&c1.container, &c2.container_ip, 3)?, "vtep -> kernel");
     assert!(ping(&c2.container, &c1.container_ip, 3)?, "kernel -> vtep");
     let there = iperf::tcp(&c1.container, &c2.container, &c2.container_ip, 2, 1)?;
     let back = iperf::tcp(&c2.container, &c1.container, &c1.container_ip, 2, 1)?;
-    eprintln!("vtep->kernel {:.2} Gbit/s, kernel->vtep {:.2} Gbit/s", there.gbits, back.gbits);
+    eprintln!(
+        "vtep->kernel {:.2} Gbit/s, kernel->vtep {:.2} Gbit/s",
+        there.gbits, back.gbits
+    );
     assert!(there.gbits > 0.5 && back.gbits > 0.5, "{there:?} {back:?}");
     Ok(())
 }
@@ -164,29 +223,56 @@ fn down_leaves_no_programs_links_pins_veths_or_namespaces() -> Result<()> {
         for entry in std::fs::read_dir(&pin_dir)? {
             let path = entry?.path().to_string_lossy().into_owned();
             if path.contains("/link_") {
-                let info: serde_json::Value = serde_json::from_str(&run("bpftool", &["-j", "link", "show", "pinned", &path])?)?;
+                let info: serde_json::Value = serde_json::from_str(&run(
+                    "bpftool",
+                    &["-j", "link", "show", "pinned", &path],
+                )?)?;
                 links.push(info["id"].as_u64().unwrap());
                 progs.push(info["prog_id"].as_u64().unwrap());
             }
         }
         let expected = if mode.is_empty() { 2 } else { 3 };
-        assert_eq!(links.len(), expected, "underlay TC (and XDP) and one port attached");
-        let xdp_attached = in_ns(&h1.ns, &["ip", "-d", "link", "show", "eth1"])?.contains("prog/xdp");
-        assert_eq!(xdp_attached, !mode.is_empty(), "XDP on eth1 only in XDP mode");
+        assert_eq!(
+            links.len(),
+            expected,
+            "underlay TC (and XDP) and one port attached"
+        );
+        let xdp_attached =
+            in_ns(&h1.ns, &["ip", "-d", "link", "show", "eth1"])?.contains("prog/xdp");
+        assert_eq!(
+            xdp_attached,
+            !mode.is_empty(),
+            "XDP on eth1 only in XDP mode"
+        );
 
         h1.vtep(&["down"])?;
 
         // The kernel frees detached links and programs from a deferred work item.
-        for (kind, id) in links.iter().map(|id| ("link", id)).chain(progs.iter().map(|id| ("prog", id))) {
-            let gone = poll(|| Ok(!vtep_testbed::cmd::output("bpftool", &[kind, "show", "id", &id.to_string()])?.status.success()))?;
+        for (kind, id) in links
+            .iter()
+            .map(|id| ("link", id))
+            .chain(progs.iter().map(|id| ("prog", id)))
+        {
+            let gone = poll(|| {
+                Ok(
+                    !vtep_testbed::cmd::output("bpftool", &[kind, "show", "id", &id.to_string()])?
+                        .status
+                        .success(),
+                )
+            })?;
             assert!(gone, "{kind} {id} left behind");
         }
         assert!(!in_ns(&h1.ns, &["ip", "-d", "link", "show", "eth1"])?.contains("prog/xdp"));
         assert!(!pin_dir.exists(), "{} left behind", pin_dir.display());
         let links = run("ip", &["-n", &h1.ns, "-o", "link", "show"])?;
         assert_eq!(links.lines().count(), 2, "only lo and eth1 remain: {links}");
-        assert!(!run("ip", &["netns", "list"])?.lines().any(|l| l.split_whitespace().next() == Some(&h1.container)));
-        assert!(!bed.c2().vtep(&["port", "show"])?.is_empty(), "the other host is untouched");
+        assert!(!run("ip", &["netns", "list"])?
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(&h1.container)));
+        assert!(
+            !bed.c2().vtep(&["port", "show"])?.is_empty(),
+            "the other host is untouched"
+        );
     }
     Ok(())
 }

@@ -14,6 +14,10 @@ fn thirty_second_soak_loses_nothing() -> anyhow::Result<()> {
     assert!(r.tcp_gbits > 0.1, "the TCP stream ran: {r:?}");
     // Only the one permanent remote entry remains: churned entries were all removed.
     assert_eq!(r.fdb_entries, 1, "{r:?}");
-    assert!(r.loader_max_rss_kib < 64 * 1024, "vtep peaked at {} KiB", r.loader_max_rss_kib);
+    assert!(
+        r.loader_max_rss_kib < 64 * 1024,
+        "vtep peaked at {} KiB",
+        r.loader_max_rss_kib
+    );
     Ok(())
 }

@@ -95,7 +95,11 @@ pub struct MacVni {
 
 impl MacVni {
     pub const fn new(mac: [u8; 6], vni: u32) -> Self {
-        Self { mac, _pad: [0; 2], vni }
+        Self {
+            mac,
+            _pad: [0; 2],
+            vni,
+        }
     }
 }
 
@@ -222,7 +226,10 @@ mod tests {
 
     #[test]
     fn map_types_have_no_implicit_padding() {
-        assert_eq!(size_of::<Config>(), 4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + 8);
+        assert_eq!(
+            size_of::<Config>(),
+            4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + 8
+        );
         assert_eq!(size_of::<Remote>(), 8);
         assert_eq!(size_of::<FloodList>(), 4 + 8 * MAX_FLOOD);
         assert_eq!(size_of::<VniPorts>(), 4 + 4 * MAX_VNI_PORTS);
@@ -231,6 +238,9 @@ mod tests {
         assert_eq!(size_of::<FdbEntry>(), 16);
         assert_eq!(size_of::<IpVni>(), 8);
         assert_eq!(size_of::<NeighEntry>(), 8);
-        assert_eq!(size_of::<Port>(), 4 + 6 + 1 + 1 + 4 + 4 + 1 + 3 + NETNS_NAME_MAX + IFNAME_MAX);
+        assert_eq!(
+            size_of::<Port>(),
+            4 + 6 + 1 + 1 + 4 + 4 + 1 + 3 + NETNS_NAME_MAX + IFNAME_MAX
+        );
     }
 }

@@ -74,7 +74,11 @@ pub fn ipv4_flow_hash(f: &[u8; 38]) -> u32 {
     let w = |i: usize| u32::from_be_bytes([f[i], f[i + 1], f[i + 2], f[i + 3]]);
     let proto = f[ETH_LEN + 9];
     let fragment = u16::from_be_bytes([f[20], f[21]]) & 0x3fff != 0;
-    let ports = if f[ETH_LEN] == 0x45 && !fragment && (proto == 6 || proto == 17) { w(34) } else { 0 };
+    let ports = if f[ETH_LEN] == 0x45 && !fragment && (proto == 6 || proto == 17) {
+        w(34)
+    } else {
+        0
+    };
     let mut h = w(26) ^ w(30).rotate_left(16) ^ ports.wrapping_mul(0x9e37_79b9) ^ proto as u32;
     // murmur3's finaliser: every input bit reaches every output bit.
     h ^= h >> 16;
@@ -233,7 +237,13 @@ pub fn parse_vxlan(
     inner_dst.copy_from_slice(&h[ENCAP_LEN..ENCAP_LEN + 6]);
     let mut inner_src = [0u8; 6];
     inner_src.copy_from_slice(&h[ENCAP_LEN + 6..ENCAP_LEN + 12]);
-    Ok(Decap { vni, remote_ip, inner_dst, inner_src, padding })
+    Ok(Decap {
+        vni,
+        remote_ip,
+        inner_dst,
+        inner_src,
+        padding,
+    })
 }
 
 /// The target IP of an Ethernet/IPv4 ARP request, unless it is gratuitous (a host announcing
@@ -322,7 +332,10 @@ mod tests {
 
     #[test]
     fn vxlan_rejects_reserved_bits() {
-        assert_eq!(vxlan_vni(&[0x08, 0, 0, 0, 0xff, 0xff, 0xff, 0]), Some(VNI_MAX));
+        assert_eq!(
+            vxlan_vni(&[0x08, 0, 0, 0, 0xff, 0xff, 0xff, 0]),
+            Some(VNI_MAX)
+        );
         assert_eq!(vxlan_vni(&[0x00, 0, 0, 0, 0, 0, 42, 0]), None);
         assert_eq!(vxlan_vni(&[0x0c, 0, 0, 0, 0, 0, 42, 0]), None);
         assert_eq!(vxlan_vni(&[0x08, 0, 1, 0, 0, 0, 42, 0]), None);
@@ -342,7 +355,11 @@ mod tests {
         a[34..38].copy_from_slice(&[0x9c, 0x40, 0x14, 0x51]);
         let mut b = a;
         b[35] = 0x41;
-        assert_ne!(ipv4_flow_hash(&a), ipv4_flow_hash(&b), "other source port, other flow");
+        assert_ne!(
+            ipv4_flow_hash(&a),
+            ipv4_flow_hash(&b),
+            "other source port, other flow"
+        );
         assert_eq!(ipv4_flow_hash(&a), ipv4_flow_hash(&a.clone()));
         let (mut fa, mut fb) = (a, b);
         fa[20] = 0x20; // more fragments: the ports are not ports
@@ -371,7 +388,10 @@ mod tests {
     }
 
     fn vxlan_frame(inner_len: usize) -> [u8; DECAP_MIN] {
-        let o = Outer { inner_len: inner_len as u16, ..sample() };
+        let o = Outer {
+            inner_len: inner_len as u16,
+            ..sample()
+        };
         let mut f = [0u8; DECAP_MIN];
         f[..ENCAP_LEN].copy_from_slice(&outer_headers(&o));
         f[ENCAP_LEN..ENCAP_LEN + 6].copy_from_slice(&[2, 0x42, 0xc0, 0xa8, 0, 3]);
@@ -391,7 +411,14 @@ mod tests {
             padding: 0,
         };
         assert_eq!(d, expected);
-        let padded = parse_vxlan(&f, ENCAP_LEN + 98 + 4, [192, 168, 104, 3], VXLAN_PORT, false).unwrap();
+        let padded = parse_vxlan(
+            &f,
+            ENCAP_LEN + 98 + 4,
+            [192, 168, 104, 3],
+            VXLAN_PORT,
+            false,
+        )
+        .unwrap();
         assert_eq!(padded.padding, 4);
     }
 
@@ -400,16 +427,35 @@ mod tests {
         let local = [192, 168, 104, 3];
         let len = ENCAP_LEN + 98;
         let f = vxlan_frame(98);
-        assert_eq!(parse_vxlan(&f, len, [10, 0, 0, 1], VXLAN_PORT, false), Err(Reject::NotVxlan));
-        assert_eq!(parse_vxlan(&f, len, local, 8472, false), Err(Reject::NotVxlan));
+        assert_eq!(
+            parse_vxlan(&f, len, [10, 0, 0, 1], VXLAN_PORT, false),
+            Err(Reject::NotVxlan)
+        );
+        assert_eq!(
+            parse_vxlan(&f, len, local, 8472, false),
+            Err(Reject::NotVxlan)
+        );
         let mut bad = f;
         bad[14 + 8] ^= 1; // TTL changed, checksum stale
-        assert_eq!(parse_vxlan(&bad, len, local, VXLAN_PORT, false), Err(Reject::BadVxlan));
+        assert_eq!(
+            parse_vxlan(&bad, len, local, VXLAN_PORT, false),
+            Err(Reject::BadVxlan)
+        );
         let mut bad = f;
         bad[42] = 0; // I flag clear
-        assert_eq!(parse_vxlan(&bad, len, local, VXLAN_PORT, false), Err(Reject::BadVxlan));
-        assert_eq!(parse_vxlan(&f, len - 1, local, VXLAN_PORT, false), Err(Reject::BadVxlan), "truncated");
-        assert!(parse_vxlan(&f, len - 1, local, VXLAN_PORT, true).is_ok(), "GSO lengths are a template");
+        assert_eq!(
+            parse_vxlan(&bad, len, local, VXLAN_PORT, false),
+            Err(Reject::BadVxlan)
+        );
+        assert_eq!(
+            parse_vxlan(&f, len - 1, local, VXLAN_PORT, false),
+            Err(Reject::BadVxlan),
+            "truncated"
+        );
+        assert!(
+            parse_vxlan(&f, len - 1, local, VXLAN_PORT, true).is_ok(),
+            "GSO lengths are a template"
+        );
     }
 
     fn request(sender: [u8; 4], target: [u8; 4]) -> [u8; ARP_FRAME_LEN] {
@@ -442,6 +488,9 @@ mod tests {
 
     #[test]
     fn gratuitous_arp_is_not_answered() {
-        assert_eq!(arp_request_target(&request([12, 12, 12, 2], [12, 12, 12, 2])), None);
+        assert_eq!(
+            arp_request_target(&request([12, 12, 12, 2], [12, 12, 12, 2])),
+            None
+        );
     }
 }

@@ -41,7 +41,12 @@ enum Delivery {
 /// Where a received frame goes, or the counter of why the host keeps it. Learns the
 /// sender of every valid VXLAN frame, as the kernel does.
 #[inline(always)]
-fn classify(cfg: &Config, h: &[u8; DECAP_MIN], frame_len: usize, gso: bool) -> Result<(Decap, Delivery), u32> {
+fn classify(
+    cfg: &Config,
+    h: &[u8; DECAP_MIN],
+    frame_len: usize,
+    gso: bool,
+) -> Result<(Decap, Delivery), u32> {
     if cfg.ready == 0 {
         return Err(counter::PASS_NOT_VXLAN);
     }
@@ -111,7 +116,9 @@ pub fn underlay_tc(ctx: &TcContext) -> i32 {
         // Our own encapsulated frame, now with skb->protocol derived from its outer header.
         ctx.set_mark(0);
         count(counter::REFLECT);
-        return unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, core::ptr::null_mut(), 0, 0) as i32 };
+        return unsafe {
+            bpf_redirect_neigh(cfg.underlay_ifindex, core::ptr::null_mut(), 0, 0) as i32
+        };
     }
     let Some(h) = head::read::<DECAP_MIN>(ctx) else {
         count(counter::PASS_NOT_VXLAN);
@@ -138,7 +145,9 @@ pub fn underlay_tc(ctx: &TcContext) -> i32 {
     }
     // Removes outer IPv4, UDP, VXLAN and the inner Ethernet header; the outer Ethernet
     // header then becomes the inner one.
-    if ctx.adjust_room(-(ENCAP_LEN as i32), BPF_ADJ_ROOM_MAC, flags).is_err()
+    if ctx
+        .adjust_room(-(ENCAP_LEN as i32), BPF_ADJ_ROOM_MAC, flags)
+        .is_err()
         || !head::write(ctx, &inner_eth)
     {
         count(counter::DROP_DECAP_FAIL);

@@ -4,12 +4,15 @@ use core::{ffi::c_void, mem};
 
 use aya_ebpf::{
     bindings::{
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup as FibLookup, bpf_redir_neigh as RedirNeigh,
-        BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_SUCCESS, BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
-        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_INGRESS,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup as FibLookup,
+        bpf_redir_neigh as RedirNeigh, BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_FIB_LKUP_RET_FWD_DISABLED,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_F_ADJ_ROOM_ENCAP_L2_ETH,
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO,
+        BPF_F_INGRESS,
     },
-    helpers::{bpf_fib_lookup, bpf_get_hash_recalc, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_head},
+    helpers::{
+        bpf_fib_lookup, bpf_get_hash_recalc, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_head,
+    },
     programs::TcContext,
 };
 use vtep_common::{
@@ -45,16 +48,22 @@ pub struct Tunnel {
 pub fn open(ctx: &TcContext, cfg: &Config, vni: u32, inner_eth: &[u8; ETH_LEN]) -> Option<Tunnel> {
     let inner_ipv4 = u16::from_be_bytes([inner_eth[12], inner_eth[13]]) == ETH_P_IP;
     let hash = flow_hash(ctx, inner_ipv4);
-    let tos = match (cfg.tos_inherit != 0 && inner_ipv4, ctx.load::<u8>(ETH_LEN + 1)) {
+    let tos = match (
+        cfg.tos_inherit != 0 && inner_ipv4,
+        ctx.load::<u8>(ETH_LEN + 1),
+    ) {
         (true, Ok(inner_tos)) => inner_tos,
         _ => cfg.tos,
     };
     // A GSO super-packet can exceed what the 16-bit length fields hold; its outer lengths are
     // only a template the kernel rewrites per segment, so saturate rather than wrap.
-    let inner_len = ctx.len().min(u16::MAX as u32 - (ENCAP_LEN - ETH_LEN) as u32) as u16;
+    let inner_len = ctx
+        .len()
+        .min(u16::MAX as u32 - (ENCAP_LEN - ETH_LEN) as u32) as u16;
     let proto = ctx.skb.protocol();
     if proto == ETH_P_IP.to_be() as u32 || proto == ETH_P_IPV6.to_be() as u32 {
-        ctx.adjust_room(ENCAP_ROOM as i32, BPF_ADJ_ROOM_MAC, ROOM_FLAGS).ok()?;
+        ctx.adjust_room(ENCAP_ROOM as i32, BPF_ADJ_ROOM_MAC, ROOM_FLAGS)
+            .ok()?;
     } else if unsafe { bpf_skb_change_head(ctx.skb.skb, ENCAP_LEN as u32, 0) } != 0 {
         // adjust_room takes only IP skbs; other frames (ARP) are never GSO, so pushing
         // plain headroom in front of the whole frame loses nothing.
@@ -89,7 +98,13 @@ fn flow_hash(ctx: &TcContext, inner_ipv4: bool) -> u32 {
 /// Writes the outer headers towards `remote_ip:port` (and the inner Ethernet header, which
 /// the growth displaced).
 #[inline(always)]
-pub fn address(ctx: &TcContext, cfg: &Config, t: &Tunnel, to: &Remote, macs: ([u8; 6], [u8; 6])) -> bool {
+pub fn address(
+    ctx: &TcContext,
+    cfg: &Config,
+    t: &Tunnel,
+    to: &Remote,
+    macs: ([u8; 6], [u8; 6]),
+) -> bool {
     let outer = wire::outer_headers(&wire::Outer {
         dst_mac: macs.0,
         src_mac: macs.1,
@@ -120,7 +135,11 @@ pub const REFLECT_FLAGS: u64 = BPF_F_INGRESS as u64;
 
 enum NextHop {
     /// Route and neighbour known: outer MACs and egress device.
-    Resolved { ifindex: u32, dst_mac: [u8; 6], src_mac: [u8; 6] },
+    Resolved {
+        ifindex: u32,
+        dst_mac: [u8; 6],
+        src_mac: [u8; 6],
+    },
     /// On the underlay's own subnet: the kernel only resolves the neighbour, no route.
     OnLink,
     /// The kernel has to route and resolve it.
@@ -129,7 +148,13 @@ enum NextHop {
 
 /// Unicast to one remote VTEP.
 #[inline(always)]
-pub fn unicast(ctx: &TcContext, cfg: &Config, to: &Remote, vni: u32, inner_eth: &[u8; ETH_LEN]) -> i32 {
+pub fn unicast(
+    ctx: &TcContext,
+    cfg: &Config,
+    to: &Remote,
+    vni: u32,
+    inner_eth: &[u8; ETH_LEN],
+) -> i32 {
     let Some(hop) = next_hop(ctx, cfg, to.ip) else {
         return drop(counter::DROP_NO_ROUTE);
     };
@@ -138,7 +163,9 @@ pub fn unicast(ctx: &TcContext, cfg: &Config, to: &Remote, vni: u32, inner_eth: 
         return drop(counter::DROP_ENCAP_FAIL);
     };
     let macs = match hop {
-        NextHop::Resolved { dst_mac, src_mac, .. } => (dst_mac, src_mac),
+        NextHop::Resolved {
+            dst_mac, src_mac, ..
+        } => (dst_mac, src_mac),
         NextHop::OnLink | NextHop::Unresolved => ([0; 6], [0; 6]),
     };
     if !address(ctx, cfg, &tunnel, to, macs) {
@@ -155,7 +182,14 @@ pub fn unicast(ctx: &TcContext, cfg: &Config, to: &Remote, vni: u32, inner_eth: 
             let mut nh: RedirNeigh = unsafe { mem::zeroed() };
             nh.nh_family = AF_INET as u32;
             nh.__bindgen_anon_1.ipv4_nh = u32::from_ne_bytes(to.ip);
-            unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, &mut nh, mem::size_of::<RedirNeigh>() as i32, 0) as i32 }
+            unsafe {
+                bpf_redirect_neigh(
+                    cfg.underlay_ifindex,
+                    &mut nh,
+                    mem::size_of::<RedirNeigh>() as i32,
+                    0,
+                ) as i32
+            }
         }
         NextHop::Unresolved if is_ipv4 => {
             count(counter::ENCAP);
@@ -178,20 +212,33 @@ pub fn unicast(ctx: &TcContext, cfg: &Config, to: &Remote, vni: u32, inner_eth: 
 fn next_hop(ctx: &TcContext, cfg: &Config, remote_ip: [u8; 4]) -> Option<NextHop> {
     if cfg.fib_ok == 0 {
         // The FIB helper would refuse (no IP forwarding): skip straight to the kernel.
-        return Some(if wire::same_subnet(cfg.local_ip, remote_ip, cfg.onlink_prefix) {
-            NextHop::OnLink
-        } else {
-            NextHop::Unresolved
-        });
+        return Some(
+            if wire::same_subnet(cfg.local_ip, remote_ip, cfg.onlink_prefix) {
+                NextHop::OnLink
+            } else {
+                NextHop::Unresolved
+            },
+        );
     }
     let mut fib: FibLookup = unsafe { mem::zeroed() };
     fib.family = AF_INET;
     fib.ifindex = cfg.underlay_ifindex;
     fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(cfg.local_ip);
     fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(remote_ip);
-    let rc = unsafe { bpf_fib_lookup(ctx.skb.skb as *mut c_void, &mut fib, mem::size_of::<FibLookup>() as i32, 0) };
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.skb.skb as *mut c_void,
+            &mut fib,
+            mem::size_of::<FibLookup>() as i32,
+            0,
+        )
+    };
     match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Some(NextHop::Resolved { ifindex: fib.ifindex, dst_mac: fib.dmac, src_mac: fib.smac }),
+        BPF_FIB_LKUP_RET_SUCCESS => Some(NextHop::Resolved {
+            ifindex: fib.ifindex,
+            dst_mac: fib.dmac,
+            src_mac: fib.smac,
+        }),
         // Without IP forwarding on the underlay the FIB helper refuses to answer; the
         // kernel's own output path still knows the way.
         BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FWD_DISABLED => Some(NextHop::Unresolved),

@@ -62,7 +62,12 @@ pub fn learn(cfg: &Config, vni: u32, src: [u8; 6], remote_ip: [u8; 4]) {
     } else if unsafe { LOCAL.get(key) }.is_some() {
         return;
     }
-    let entry = FdbEntry { remote_ip, port: cfg.udp_port, flags: 0, seen_ns: now };
+    let entry = FdbEntry {
+        remote_ip,
+        port: cfg.udp_port,
+        flags: 0,
+        seen_ns: now,
+    };
     if LEARNED.insert(key, entry, 0).is_ok() {
         count(counter::LEARNED);
     }

@@ -30,7 +30,14 @@ pub fn local(ctx: &TcContext, vni: u32, except: u32) {
 /// A frame from port `ifindex` nobody is known to own: flood it, or drop it as `reason`
 /// when the VNI has nowhere to flood to.
 #[inline(always)]
-pub fn from_port(ctx: &TcContext, cfg: &Config, vni: u32, ifindex: u32, inner_eth: &[u8; ETH_LEN], reason: u32) -> i32 {
+pub fn from_port(
+    ctx: &TcContext,
+    cfg: &Config,
+    vni: u32,
+    ifindex: u32,
+    inner_eth: &[u8; ETH_LEN],
+    reason: u32,
+) -> i32 {
     let local_ports = unsafe { VNI_PORTS.get(vni) }.map_or(0, |p| p.count);
     let remotes = unsafe { FLOOD.get(vni) }.map_or(0, |l| l.count);
     // The sender is one of the local ports.
@@ -59,7 +66,9 @@ fn remote(ctx: &TcContext, cfg: &Config, vni: u32, inner_eth: &[u8; ETH_LEN]) {
     encap::reflect_mark(ctx);
     for remote in list.remotes.iter().take(list.count as usize) {
         if encap::address(ctx, cfg, &tunnel, remote, ([0; 6], [0; 6]))
-            && ctx.clone_redirect(cfg.underlay_ifindex, encap::REFLECT_FLAGS).is_ok()
+            && ctx
+                .clone_redirect(cfg.underlay_ifindex, encap::REFLECT_FLAGS)
+                .is_ok()
         {
             count(counter::FLOOD_REMOTE);
         }

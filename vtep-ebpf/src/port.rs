@@ -69,7 +69,11 @@ pub fn ingress(ctx: &TcContext) -> i32 {
         return unsafe { bpf_redirect(*out, 0) } as i32;
     }
     if let Some(entry) = fdb::lookup(&key, cfg) {
-        let to = Remote { ip: entry.remote_ip, port: entry.port, _pad: 0 };
+        let to = Remote {
+            ip: entry.remote_ip,
+            port: entry.port,
+            _pad: 0,
+        };
         return encap::unicast(ctx, cfg, &to, vni, &eth);
     }
     miss::fdb(vni, ifindex, dst);

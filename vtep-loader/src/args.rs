@@ -31,7 +31,11 @@ impl FromStr for Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -73,7 +77,8 @@ impl FromStr for UdpPort {
 }
 
 pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr> {
-    s.parse().map_err(|_| anyhow!("invalid IPv4 address \"{s}\""))
+    s.parse()
+        .map_err(|_| anyhow!("invalid IPv4 address \"{s}\""))
 }
 
 /// An interface address with its prefix, `12.12.12.2/24`.
@@ -113,7 +118,10 @@ pub fn parse_ttl(s: &str) -> Result<u8> {
 pub fn parse_max_learned(s: &str) -> Result<u32> {
     match s.parse::<u32>() {
         Ok(n) if (1..=vtep_common::MAX_FDB).contains(&n) => Ok(n),
-        _ => bail!("invalid --max-learned \"{s}\" (expected 1..={})", vtep_common::MAX_FDB),
+        _ => bail!(
+            "invalid --max-learned \"{s}\" (expected 1..={})",
+            vtep_common::MAX_FDB
+        ),
     }
 }
 
@@ -141,7 +149,9 @@ impl FromStr for Tos {
             Some(hex) => u8::from_str_radix(hex, 16),
             None => s.parse::<u8>(),
         };
-        value.map(Tos::Fixed).map_err(|_| anyhow!("invalid TOS \"{s}\" (expected 0..=255, 0xNN or inherit)"))
+        value
+            .map(Tos::Fixed)
+            .map_err(|_| anyhow!("invalid TOS \"{s}\" (expected 0..=255, 0xNN or inherit)"))
     }
 }
 
@@ -151,7 +161,10 @@ pub fn parse_netns(s: &str) -> Result<String> {
         bail!("invalid namespace name \"{s}\"");
     }
     if s.len() >= NETNS_NAME_MAX {
-        bail!("namespace name \"{s}\" is longer than {} bytes", NETNS_NAME_MAX - 1);
+        bail!(
+            "namespace name \"{s}\" is longer than {} bytes",
+            NETNS_NAME_MAX - 1
+        );
     }
     Ok(s.to_string())
 }
@@ -159,7 +172,10 @@ pub fn parse_netns(s: &str) -> Result<String> {
 /// An interface name as the kernel accepts it (IFNAMSIZ).
 pub fn parse_ifname(s: &str) -> Result<String> {
     if s.is_empty() || s.len() >= IFNAME_MAX || s.contains(['/', ' ', ':', '\0']) {
-        bail!("invalid interface name \"{s}\" (1 to {} characters, no '/', ':' or spaces)", IFNAME_MAX - 1);
+        bail!(
+            "invalid interface name \"{s}\" (1 to {} characters, no '/', ':' or spaces)",
+            IFNAME_MAX - 1
+        );
     }
     Ok(s.to_string())
 }
@@ -182,7 +198,10 @@ impl Keywords {
         let mut it = args.iter();
         while let Some(word) = it.next() {
             let Some(&key) = allowed.iter().find(|k| **k == word.as_str()) else {
-                bail!("unknown argument \"{word}\" (expected one of: {})", allowed.join(", "));
+                bail!(
+                    "unknown argument \"{word}\" (expected one of: {})",
+                    allowed.join(", ")
+                );
             };
             let Some(value) = it.next() else {
                 bail!("\"{key}\" needs a value");
@@ -216,14 +235,34 @@ mod tests {
 
     #[test]
     fn macs() {
-        assert_eq!("02:42:c0:a8:00:02".parse::<Mac>().unwrap().0, [2, 0x42, 0xc0, 0xa8, 0, 2]);
-        assert_eq!("2:42:C0:A8:0:2".parse::<Mac>().unwrap().to_string(), "02:42:c0:a8:00:02");
-        for bad in ["", "02:42:c0:a8:00", "02:42:c0:a8:00:02:03", "zz:42:c0:a8:00:02", "002:42:c0:a8:00:02"] {
+        assert_eq!(
+            "02:42:c0:a8:00:02".parse::<Mac>().unwrap().0,
+            [2, 0x42, 0xc0, 0xa8, 0, 2]
+        );
+        assert_eq!(
+            "2:42:C0:A8:0:2".parse::<Mac>().unwrap().to_string(),
+            "02:42:c0:a8:00:02"
+        );
+        for bad in [
+            "",
+            "02:42:c0:a8:00",
+            "02:42:c0:a8:00:02:03",
+            "zz:42:c0:a8:00:02",
+            "002:42:c0:a8:00:02",
+        ] {
             let err = bad.parse::<Mac>().unwrap_err().to_string();
             assert!(err.starts_with("invalid MAC address"), "{bad}: {err}");
         }
-        assert!("ff:ff:ff:ff:ff:ff".parse::<Mac>().unwrap().check_unicast().is_err());
-        assert!("01:00:5e:00:00:01".parse::<Mac>().unwrap().check_unicast().is_err());
+        assert!("ff:ff:ff:ff:ff:ff"
+            .parse::<Mac>()
+            .unwrap()
+            .check_unicast()
+            .is_err());
+        assert!("01:00:5e:00:00:01"
+            .parse::<Mac>()
+            .unwrap()
+            .check_unicast()
+            .is_err());
     }
 
     #[test]
@@ -260,8 +299,12 @@ mod tests {
 
     #[test]
     fn keywords() {
-        let k = Keywords::parse(&words("dst 192.168.104.3 vni 42"), &["dst", "vni", "port"]).unwrap();
-        assert_eq!(k.required("dst", parse_ipv4).unwrap(), Ipv4Addr::new(192, 168, 104, 3));
+        let k =
+            Keywords::parse(&words("dst 192.168.104.3 vni 42"), &["dst", "vni", "port"]).unwrap();
+        assert_eq!(
+            k.required("dst", parse_ipv4).unwrap(),
+            Ipv4Addr::new(192, 168, 104, 3)
+        );
         assert_eq!(k.required("vni", |s| s.parse::<Vni>()).unwrap(), Vni(42));
         assert_eq!(k.optional("port", |s| s.parse::<UdpPort>()).unwrap(), None);
         assert!(k.required("port", |s| s.parse::<UdpPort>()).is_err());

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::args::{self, Ipv4Prefix, Mac, Tos, UdpPort, Vni};
 
 #[derive(Parser, Debug)]
-#[command(name = "vtep", version, about = "A VXLAN tunnel endpoint whose data path is eBPF")]
+#[command(
+    name = "vtep",
+    version,
+    about = "A VXLAN tunnel endpoint whose data path is eBPF"
+)]
 pub struct Cli {
     /// Act in network namespace NETNS, like `ip -n`; each namespace has its own vtep state.
     #[arg(short = 'n', long = "netns", global = true, value_name = "NETNS", value_parser = args::parse_netns)]

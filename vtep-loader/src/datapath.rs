@@ -36,8 +36,15 @@ pub fn load(pin_dir: &Path, max_learned: u32) -> Result<Ebpf> {
 
 /// The named TC program, verified and pinned at `pin` (replacing an older pin, so later
 /// `port add` invocations attach the current one).
-pub fn tc_program<'a>(ebpf: &'a mut Ebpf, name: &str, pin: &Path) -> Result<&'a mut SchedClassifier> {
-    let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program missing from the object")?.try_into()?;
+pub fn tc_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+    pin: &Path,
+) -> Result<&'a mut SchedClassifier> {
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .context("program missing from the object")?
+        .try_into()?;
     prog.load().with_context(|| format!("verifying {name}"))?;
     replace_pin(pin)?;
     prog.pin(pin).with_context(|| format!("pinning {name}"))?;
@@ -45,7 +52,10 @@ pub fn tc_program<'a>(ebpf: &'a mut Ebpf, name: &str, pin: &Path) -> Result<&'a 
 }
 
 pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, pin: &Path) -> Result<&'a mut Xdp> {
-    let prog: &mut Xdp = ebpf.program_mut(UNDERLAY_XDP_PROGRAM).context("program missing from the object")?.try_into()?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(UNDERLAY_XDP_PROGRAM)
+        .context("program missing from the object")?
+        .try_into()?;
     prog.load().context("verifying the XDP program")?;
     replace_pin(pin)?;
     prog.pin(pin).context("pinning the XDP program")?;
@@ -54,7 +64,9 @@ pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, pin: &Path) -> Result<&'a mut Xdp> {
 
 fn replace_pin(pin: &Path) -> Result<()> {
     match fs::remove_file(pin) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).with_context(|| format!("unpinning {}", pin.display())),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("unpinning {}", pin.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -65,13 +77,20 @@ pub fn tc_link(prog: &mut SchedClassifier, ifname: &str, link_path: &Path) -> Re
     if link_path.exists() {
         let old = PinnedLink::from_pin(link_path).context("opening a pinned TC link")?;
         let link = SchedClassifierLink::try_from(FdLink::from(old))?;
-        let id = prog.attach_to_link(link).with_context(|| format!("replacing the program on {ifname}"))?;
+        let id = prog
+            .attach_to_link(link)
+            .with_context(|| format!("replacing the program on {ifname}"))?;
         // The pin keeps the link; only this process's handle goes.
         drop(prog.take_link(id)?);
         return Ok(());
     }
-    let id = prog.attach(ifname, TcAttachType::Ingress).with_context(|| format!("attaching TC to {ifname}"))?;
-    let link: FdLink = prog.take_link(id)?.try_into().context("TC attachment is not a bpf_link")?;
+    let id = prog
+        .attach(ifname, TcAttachType::Ingress)
+        .with_context(|| format!("attaching TC to {ifname}"))?;
+    let link: FdLink = prog
+        .take_link(id)?
+        .try_into()
+        .context("TC attachment is not a bpf_link")?;
     link.pin(link_path).context("pinning the TC link")?;
     Ok(())
 }
@@ -80,18 +99,26 @@ pub fn xdp_link(prog: &mut Xdp, ifindex: u32, mode: XdpMode, link_path: &Path) -
     if link_path.exists() {
         let old = PinnedLink::from_pin(link_path).context("opening the pinned XDP link")?;
         let link = XdpLink::try_from(FdLink::from(old))?;
-        let id = prog.attach_to_link(link).context("replacing the XDP program")?;
+        let id = prog
+            .attach_to_link(link)
+            .context("replacing the XDP program")?;
         drop(prog.take_link(id)?);
         return Ok(());
     }
-    let id = prog.attach_to_if_index(ifindex, mode).context("attaching XDP to the underlay device")?;
-    let link: FdLink = prog.take_link(id)?.try_into().context("XDP attachment is not a bpf_link")?;
+    let id = prog
+        .attach_to_if_index(ifindex, mode)
+        .context("attaching XDP to the underlay device")?;
+    let link: FdLink = prog
+        .take_link(id)?
+        .try_into()
+        .context("XDP attachment is not a bpf_link")?;
     link.pin(link_path).context("pinning the XDP link")?;
     Ok(())
 }
 
 /// Attaches the pinned port program at TC ingress of `ifname` (TCX) and pins the link.
 pub fn attach_port(program_path: &Path, ifname: &str, link_path: &Path) -> Result<()> {
-    let mut prog = SchedClassifier::from_pin(program_path).context("opening the pinned port program")?;
+    let mut prog =
+        SchedClassifier::from_pin(program_path).context("opening the pinned port program")?;
     tc_link(&mut prog, ifname, link_path)
 }

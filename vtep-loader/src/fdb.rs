@@ -7,7 +7,8 @@ use anyhow::{bail, Result};
 use aya::maps::{HashMap, MapData, MapError};
 use serde::Serialize;
 use vtep_common::{
-    map_name, wire::VXLAN_PORT, FdbEntry, FloodList, IpVni, MacVni, Remote, FDB_PERMANENT, MAX_FLOOD,
+    map_name, wire::VXLAN_PORT, FdbEntry, FloodList, IpVni, MacVni, Remote, FDB_PERMANENT,
+    MAX_FLOOD,
 };
 
 use crate::{
@@ -39,11 +40,21 @@ fn parse_entry(args: &FdbEntryArgs) -> Result<Entry> {
     let kw = Keywords::parse(&args.rest, &["dst", "vni", "port"])?;
     let dst = kw.required("dst", parse_ipv4)?;
     let vni = kw.required("vni", |s| s.parse::<Vni>())?;
-    let port = kw.optional("port", |s| s.parse::<UdpPort>())?.map_or(VXLAN_PORT, |p| p.0);
+    let port = kw
+        .optional("port", |s| s.parse::<UdpPort>())?
+        .map_or(VXLAN_PORT, |p| p.0);
     if args.mac.0[0] & 1 == 1 {
         bail!("MAC address {} is not a unicast address", args.mac);
     }
-    Ok(Entry { mac: args.mac, vni: vni.0, remote: Remote { ip: dst.octets(), port, _pad: 0 } })
+    Ok(Entry {
+        mac: args.mac,
+        vni: vni.0,
+        remote: Remote {
+            ip: dst.octets(),
+            port,
+            _pad: 0,
+        },
+    })
 }
 
 pub fn add(pins: &Pins, args: &FdbEntryArgs, op: Op) -> Result<()> {
@@ -56,16 +67,29 @@ pub fn add(pins: &Pins, args: &FdbEntryArgs, op: Op) -> Result<()> {
         bail!("`fdb append` takes 00:00:00:00:00:00 (a flood-list VTEP); use `fdb add` or `fdb replace` for {}", e.mac);
     }
     let key = MacVni::new(e.mac.0, e.vni);
-    if pins.hash::<MacVni, u32>(map_name::LOCAL)?.get(&key, 0).is_ok() {
+    if pins
+        .hash::<MacVni, u32>(map_name::LOCAL)?
+        .get(&key, 0)
+        .is_ok()
+    {
         bail!("{} is a local port in VNI {}", e.mac, e.vni);
     }
     let (mut fdb, mut learned) = (table(pins, map_name::FDB)?, table(pins, map_name::LEARNED)?);
     let old = fdb.get(&key, 0).ok();
     // As with the kernel, an entry already learned makes `fdb add` fail.
     if op == Op::Add && (old.is_some() || learned.get(&key, 0).is_ok()) {
-        bail!("FDB entry for {} in VNI {} already exists (use `vtep fdb replace`)", e.mac, e.vni);
+        bail!(
+            "FDB entry for {} in VNI {} already exists (use `vtep fdb replace`)",
+            e.mac,
+            e.vni
+        );
     }
-    let value = FdbEntry { remote_ip: e.remote.ip, port: e.remote.port, flags: FDB_PERMANENT, seen_ns: 0 };
+    let value = FdbEntry {
+        remote_ip: e.remote.ip,
+        port: e.remote.port,
+        flags: FDB_PERMANENT,
+        seen_ns: 0,
+    };
     fdb.insert(key, value, if op == Op::Replace { 0 } else { BPF_NOEXIST })?;
     if let Err(err) = learned.remove(&key) {
         if !is_missing(&err) {
@@ -106,13 +130,19 @@ fn flood_add(pins: &Pins, e: &Entry, op: Op) -> Result<()> {
     let n = list.count as usize;
     let dst = Ipv4Addr::from(e.remote.ip);
     if op == Op::Add && n > 0 {
-        bail!("VNI {} already has a flood list (use `vtep fdb append` to add {dst})", e.vni);
+        bail!(
+            "VNI {} already has a flood list (use `vtep fdb append` to add {dst})",
+            e.vni
+        );
     }
     if list.remotes.iter().take(n).any(|r| r.ip == e.remote.ip) {
         bail!("{dst} is already in the flood list of VNI {}", e.vni);
     }
     if n >= MAX_FLOOD {
-        bail!("the flood list of VNI {} is full ({MAX_FLOOD} VTEPs)", e.vni);
+        bail!(
+            "the flood list of VNI {} is full ({MAX_FLOOD} VTEPs)",
+            e.vni
+        );
     }
     list.remotes[n] = e.remote;
     list.count += 1;
@@ -161,9 +191,18 @@ fn flood_del(pins: &Pins, vni: u32, dst: Option<Ipv4Addr>) -> Result<()> {
     let Ok(list) = map.get(&vni, 0) else {
         bail!("VNI {vni} has no flood list");
     };
-    let remotes: Vec<Remote> = list.remotes.iter().take(list.count as usize).copied().collect();
+    let remotes: Vec<Remote> = list
+        .remotes
+        .iter()
+        .take(list.count as usize)
+        .copied()
+        .collect();
     let kept: Vec<Remote> = match dst {
-        Some(dst) => remotes.iter().copied().filter(|r| r.ip != dst.octets()).collect(),
+        Some(dst) => remotes
+            .iter()
+            .copied()
+            .filter(|r| r.ip != dst.octets())
+            .collect(),
         None => Vec::new(),
     };
     if let Some(dst) = dst.filter(|_| kept.len() == remotes.len()) {
@@ -198,7 +237,10 @@ fn is_missing(e: &MapError) -> bool {
 
 /// Now on the clock bpf_ktime_get_ns() reads (CLOCK_MONOTONIC), in nanoseconds.
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
@@ -256,7 +298,10 @@ pub async fn show(pins: &Pins, json: bool) -> Result<()> {
         }
     }
     let mut remote = Vec::new();
-    for entry in table(pins, map_name::FDB)?.iter().chain(table(pins, map_name::LEARNED)?.iter()) {
+    for entry in table(pins, map_name::FDB)?
+        .iter()
+        .chain(table(pins, map_name::LEARNED)?.iter())
+    {
         remote.push(entry?);
     }
     remote.sort_by_key(|(k, _)| (k.vni, k.mac));
@@ -283,9 +328,15 @@ pub async fn show(pins: &Pins, json: bool) -> Result<()> {
     output::rows(json, &rows, |r| match (&r.dev, r.dst, r.port, r.age) {
         (Some(dev), ..) => format!("{} dev {} vni {} {}", r.mac, dev, r.vni, r.state),
         (None, Some(dst), Some(port), Some(age)) => {
-            format!("{} dst {} vni {} port {} learned age {}s", r.mac, dst, r.vni, port, age)
+            format!(
+                "{} dst {} vni {} port {} learned age {}s",
+                r.mac, dst, r.vni, port, age
+            )
         }
-        (None, Some(dst), Some(port), None) => format!("{} dst {} vni {} port {} {}", r.mac, dst, r.vni, port, r.state),
+        (None, Some(dst), Some(port), None) => format!(
+            "{} dst {} vni {} port {} {}",
+            r.mac, dst, r.vni, port, r.state
+        ),
         _ => format!("{} vni {} {}", r.mac, r.vni, r.state),
     })
 }

@@ -32,7 +32,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(name) => Some(netns::enter(&netns::open(name)?)?),
         None => None,
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
     rt.block_on(dispatch(cli))
 }
 
@@ -49,8 +52,24 @@ async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Up(_) | Command::Down => unreachable!("handled above"),
         Command::Port { command } => match command {
-            PortCommand::Add { container, mac, addr, vni, mtu, ifname, allow_spoofing } => {
-                let req = port::PortRequest { netns: container, mac, addr, vni, mtu, ifname, allow_spoofing };
+            PortCommand::Add {
+                container,
+                mac,
+                addr,
+                vni,
+                mtu,
+                ifname,
+                allow_spoofing,
+            } => {
+                let req = port::PortRequest {
+                    netns: container,
+                    mac,
+                    addr,
+                    vni,
+                    mtu,
+                    ifname,
+                    allow_spoofing,
+                };
                 port::add(&pins, &req).await
             }
             PortCommand::Del { container } => port::del(&pins, &container).await,

@@ -18,7 +18,9 @@ pub async fn run(pins: &Pins, json: bool) -> Result<()> {
     while ring.next().is_some() {}
     let mut ports = port_names(pins)?;
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as AsyncFd holds it.
-    let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| e.into_parts().1).context("watching the miss ring")?;
+    let mut ring = unsafe { AsyncFd::register(ring) }
+        .map_err(|e| e.into_parts().1)
+        .context("watching the miss ring")?;
     eprintln!("vtep: monitoring FDB and neighbour misses (Ctrl-C to stop)");
     let mut out = std::io::stdout();
     loop {
@@ -48,7 +50,10 @@ pub async fn run(pins: &Pins, json: bool) -> Result<()> {
 }
 
 fn port_names(pins: &Pins) -> Result<HashMap<u32, String>> {
-    Ok(port::list(pins)?.into_iter().map(|p| (p.host_ifindex, p.netns())).collect())
+    Ok(port::list(pins)?
+        .into_iter()
+        .map(|p| (p.host_ifindex, p.netns()))
+        .collect())
 }
 
 fn render(miss: &Miss, port: &str, json: bool) -> String {

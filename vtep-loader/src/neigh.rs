@@ -21,8 +21,18 @@ pub fn add(pins: &Pins, args: &NeighArgs) -> Result<()> {
     let vni = kw.required("vni", |s| s.parse::<Vni>())?;
     pins.require_up()?;
     let mut neigh = pins.hash::<IpVni, NeighEntry>(map_name::NEIGH)?;
-    let key = IpVni { ip: args.ip.octets(), vni: vni.0 };
-    Ok(neigh.insert(key, NeighEntry { mac: mac.0, _pad: [0; 2] }, 0)?)
+    let key = IpVni {
+        ip: args.ip.octets(),
+        vni: vni.0,
+    };
+    Ok(neigh.insert(
+        key,
+        NeighEntry {
+            mac: mac.0,
+            _pad: [0; 2],
+        },
+        0,
+    )?)
 }
 
 pub fn del(pins: &Pins, args: &NeighArgs) -> Result<()> {
@@ -30,7 +40,10 @@ pub fn del(pins: &Pins, args: &NeighArgs) -> Result<()> {
     let vni = kw.required("vni", |s| s.parse::<Vni>())?;
     pins.require_up()?;
     let mut neigh = pins.hash::<IpVni, NeighEntry>(map_name::NEIGH)?;
-    match neigh.remove(&IpVni { ip: args.ip.octets(), vni: vni.0 }) {
+    match neigh.remove(&IpVni {
+        ip: args.ip.octets(),
+        vni: vni.0,
+    }) {
         Err(MapError::KeyNotFound) | Err(MapError::ElementNotFound) => {
             bail!("no neighbour {} in VNI {}", args.ip, vni.0)
         }
@@ -54,8 +67,14 @@ pub fn show(pins: &Pins, json: bool) -> Result<()> {
     let mut rows = Vec::new();
     for entry in neigh.iter() {
         let (k, v) = entry?;
-        rows.push(NeighRow { dst: Ipv4Addr::from(k.ip), lladdr: Mac(v.mac).to_string(), vni: k.vni });
+        rows.push(NeighRow {
+            dst: Ipv4Addr::from(k.ip),
+            lladdr: Mac(v.mac).to_string(),
+            vni: k.vni,
+        });
     }
     rows.sort_by_key(|r| (r.vni, r.dst));
-    output::rows(json, &rows, |r| format!("{} lladdr {} vni {} PERMANENT", r.dst, r.lladdr, r.vni))
+    output::rows(json, &rows, |r| {
+        format!("{} lladdr {} vni {} PERMANENT", r.dst, r.lladdr, r.vni)
+    })
 }

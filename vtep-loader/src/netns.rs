@@ -24,7 +24,8 @@ pub fn exists(name: &str) -> bool {
 
 pub fn open(name: &str) -> Result<File> {
     let path = path(name);
-    let file = File::open(&path).map_err(|_| anyhow!("network namespace \"{name}\" does not exist"))?;
+    let file =
+        File::open(&path).map_err(|_| anyhow!("network namespace \"{name}\" does not exist"))?;
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // An empty placeholder file is not a namespace (a half-finished `ip netns add`).
     if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 || st.f_type as i64 != NSFS_MAGIC {
@@ -35,7 +36,9 @@ pub fn open(name: &str) -> Result<File> {
 
 /// The identity of the calling thread's network namespace (its nsfs inode).
 pub fn current_id() -> Result<u64> {
-    Ok(fs::metadata("/proc/thread-self/ns/net").context("reading the network namespace")?.ino())
+    Ok(fs::metadata("/proc/thread-self/ns/net")
+        .context("reading the network namespace")?
+        .ino())
 }
 
 pub fn create(name: &str) -> Result<()> {
@@ -53,7 +56,12 @@ pub fn create(name: &str) -> Result<()> {
         if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        mount(Some(Path::new("/proc/thread-self/ns/net")), &bind_target, None, libc::MS_BIND)
+        mount(
+            Some(Path::new("/proc/thread-self/ns/net")),
+            &bind_target,
+            None,
+            libc::MS_BIND,
+        )
     })
     .join()
     .map_err(|_| anyhow!("namespace creation thread panicked"))?;
@@ -84,7 +92,12 @@ fn make_run_dir_shared() -> Result<()> {
     mount(None, dir, None, shared).context("making /run/netns a shared mount")
 }
 
-fn mount(src: Option<&Path>, target: &Path, fstype: Option<&str>, flags: libc::c_ulong) -> io::Result<()> {
+fn mount(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+) -> io::Result<()> {
     let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("path without NUL");
     let src = src.map(cstr);
     let target = cstr(target);

@@ -34,7 +34,11 @@ pub fn ensure_bpffs() -> Result<()> {
     if unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
         return Ok(());
     }
-    let ino = |p: &str| fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
+    let ino = |p: &str| {
+        fs::metadata(p)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .ok()
+    };
     if ino("/proc/self/ns/mnt") != ino("/proc/1/ns/mnt") {
         bail!("no bpffs in this mount namespace (under `ip netns exec`?): use `vtep -n NETNS` instead");
     }
@@ -45,7 +49,10 @@ impl Pins {
     /// The state directory of the calling thread's network namespace.
     pub fn current() -> Result<Self> {
         let id = netns::current_id()?;
-        let dir = Path::new(BPFFS).join("vtep").join(format!("v{LAYOUT_VERSION}")).join(format!("netns-{id}"));
+        let dir = Path::new(BPFFS)
+            .join("vtep")
+            .join(format!("v{LAYOUT_VERSION}"))
+            .join(format!("netns-{id}"));
         Ok(Self { dir })
     }
 
@@ -88,7 +95,10 @@ impl Pins {
     /// State pinned by a vtep with another map layout is never reused (aya would reuse a
     /// pinned map without comparing layouts): say so instead.
     pub fn refuse_other_layouts(&self) -> Result<()> {
-        let (Some(root), Some(leaf)) = (self.dir.parent().and_then(Path::parent), self.dir.file_name()) else {
+        let (Some(root), Some(leaf)) = (
+            self.dir.parent().and_then(Path::parent),
+            self.dir.file_name(),
+        ) else {
             return Ok(());
         };
         let Ok(versions) = fs::read_dir(root) else {
@@ -121,13 +131,18 @@ impl Pins {
         self.hash::<u32, VniPorts>(map_name::VNI_PORTS)?;
         let stats = self.stats()?;
         if stats.len() < counter::COUNT {
-            bail!("the pinned counters have {} slots, this vtep needs {}", stats.len(), counter::COUNT);
+            bail!(
+                "the pinned counters have {} slots, this vtep needs {}",
+                stats.len(),
+                counter::COUNT
+            );
         }
         Ok(())
     }
 
     pub fn map(&self, name: &str) -> Result<Map> {
-        let md = MapData::from_pin(self.dir.join(name)).with_context(|| format!("opening pinned map {name}"))?;
+        let md = MapData::from_pin(self.dir.join(name))
+            .with_context(|| format!("opening pinned map {name}"))?;
         Ok(Map::from_map_data(md)?)
     }
 
@@ -152,7 +167,8 @@ impl Pins {
     /// Removes the directory and everything pinned in it; pinned links detach as they go.
     pub fn remove(&self) -> Result<()> {
         if self.dir.exists() {
-            fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
+            fs::remove_dir_all(&self.dir)
+                .with_context(|| format!("removing {}", self.dir.display()))?;
         }
         Ok(())
     }

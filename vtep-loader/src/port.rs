@@ -37,7 +37,9 @@ pub struct PortState {
 /// Host-side veth name: derived from the namespace name so it is stable and unique per port,
 /// and short enough for IFNAMSIZ.
 pub fn host_ifname(netns: &str) -> String {
-    let hash = netns.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+    let hash = netns.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    });
     format!("vt{hash:08x}")
 }
 
@@ -72,7 +74,10 @@ impl PortState {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
             }
-            ignore_missing(pins.hash::<u32, Port>(map_name::PORTS)?.remove(&self.host_ifindex))?;
+            ignore_missing(
+                pins.hash::<u32, Port>(map_name::PORTS)?
+                    .remove(&self.host_ifindex),
+            )?;
             if nl.link_name(self.host_ifindex).await?.is_some() {
                 nl.del_link(self.host_ifindex).await?;
             }
@@ -98,8 +103,16 @@ pub async fn add(pins: &Pins, req: &PortRequest) -> Result<()> {
     if existing.iter().any(|p| p.netns() == req.netns) {
         bail!("a port for namespace \"{}\" already exists", req.netns);
     }
-    if let Some(p) = existing.iter().find(|p| p.port.mac == req.mac.0 && p.port.vni == req.vni.0) {
-        bail!("MAC {} is already used in VNI {} by the port of \"{}\"", req.mac, req.vni.0, p.netns());
+    if let Some(p) = existing
+        .iter()
+        .find(|p| p.port.mac == req.mac.0 && p.port.vni == req.vni.0)
+    {
+        bail!(
+            "MAC {} is already used in VNI {} by the port of \"{}\"",
+            req.mac,
+            req.vni.0,
+            p.netns()
+        );
     }
     let nl = Netlink::connect()?;
     let host_name = host_ifname(&req.netns);
@@ -133,13 +146,25 @@ pub async fn add(pins: &Pins, req: &PortRequest) -> Result<()> {
     result
 }
 
-async fn build(pins: &Pins, req: &PortRequest, nl: &Netlink, host_name: &str, state: &mut PortState) -> Result<()> {
+async fn build(
+    pins: &Pins,
+    req: &PortRequest,
+    nl: &Netlink,
+    host_name: &str,
+    state: &mut PortState,
+) -> Result<()> {
     let ns = netns::open(&req.netns)?;
-    state.host_ifindex = nl.add_veth(host_name, req.mtu, &req.ifname, &ns, req.mac.0).await?;
+    state.host_ifindex = nl
+        .add_veth(host_name, req.mtu, &req.ifname, &ns, req.mac.0)
+        .await?;
 
     let inside = Netlink::connect_in(&ns)?;
     let Some(index) = inside.ifindex(&req.ifname).await? else {
-        bail!("{} did not appear in namespace \"{}\"", req.ifname, req.netns);
+        bail!(
+            "{} did not appear in namespace \"{}\"",
+            req.ifname,
+            req.netns
+        );
     };
     inside.add_address(index, req.addr).await?;
     inside.set_up(index).await?;
@@ -151,10 +176,19 @@ async fn build(pins: &Pins, req: &PortRequest, nl: &Netlink, host_name: &str, st
         topology::enable_gro(&req.ifname)?;
     }
 
-    pins.hash::<u32, Port>(map_name::PORTS)?.insert(state.host_ifindex, state.port, 0)?;
+    pins.hash::<u32, Port>(map_name::PORTS)?
+        .insert(state.host_ifindex, state.port, 0)?;
     vni_ports_add(pins, req.vni.0, state.host_ifindex)?;
-    pins.hash::<MacVni, u32>(map_name::LOCAL)?.insert(MacVni::new(req.mac.0, req.vni.0), state.host_ifindex, 0)?;
-    datapath::attach_port(&pins.port_program(), host_name, &pins.port_link(state.host_ifindex))
+    pins.hash::<MacVni, u32>(map_name::LOCAL)?.insert(
+        MacVni::new(req.mac.0, req.vni.0),
+        state.host_ifindex,
+        0,
+    )?;
+    datapath::attach_port(
+        &pins.port_program(),
+        host_name,
+        &pins.port_link(state.host_ifindex),
+    )
 }
 
 /// Adds a port to its VNI's flood set.
@@ -175,7 +209,13 @@ fn vni_ports_remove(pins: &Pins, vni: u32, ifindex: u32) -> Result<()> {
     let Ok(set) = map.get(&vni, 0) else {
         return Ok(());
     };
-    let kept: Vec<u32> = set.ifindex.iter().take(set.count as usize).copied().filter(|i| *i != ifindex).collect();
+    let kept: Vec<u32> = set
+        .ifindex
+        .iter()
+        .take(set.count as usize)
+        .copied()
+        .filter(|i| *i != ifindex)
+        .collect();
     if kept.is_empty() {
         return ignore_missing(map.remove(&vni));
     }
@@ -210,7 +250,10 @@ pub async fn show(pins: &Pins, json: bool) -> Result<()> {
     let nl = Netlink::connect()?;
     let mut rows = Vec::new();
     for p in list(pins)? {
-        let addr = Ipv4Prefix { addr: p.port.ipv4.into(), len: p.port.prefix_len };
+        let addr = Ipv4Prefix {
+            addr: p.port.ipv4.into(),
+            len: p.port.prefix_len,
+        };
         rows.push(PortRow {
             netns: p.netns(),
             ifname: text_of(&p.port.ifname),

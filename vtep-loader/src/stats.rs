@@ -20,7 +20,10 @@ pub fn show(pins: &Pins, json: bool) -> Result<()> {
     pins.require_up()?;
     let counters = read(pins)?;
     if json {
-        let obj: Map<String, Value> = counters.into_iter().map(|(k, v)| (k.to_string(), Value::from(v))).collect();
+        let obj: Map<String, Value> = counters
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Value::from(v)))
+            .collect();
         println!("{}", Value::Object(obj));
     } else {
         let width = counters.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

@@ -39,11 +39,16 @@ impl Netlink {
     }
 
     pub async fn ifindex(&self, name: &str) -> Result<Option<u32>> {
-        Ok(self.find(self.handle.link().get().match_name(name.to_string())).await?.map(|m| m.header.index))
+        Ok(self
+            .find(self.handle.link().get().match_name(name.to_string()))
+            .await?
+            .map(|m| m.header.index))
     }
 
     pub async fn link_name(&self, index: u32) -> Result<Option<String>> {
-        let msg = self.find(self.handle.link().get().match_index(index)).await?;
+        let msg = self
+            .find(self.handle.link().get().match_index(index))
+            .await?;
         Ok(msg.and_then(|m| {
             m.attributes.into_iter().find_map(|a| match a {
                 LinkAttribute::IfName(n) => Some(n),
@@ -62,7 +67,14 @@ impl Netlink {
 
     /// Creates a veth pair: `host` here, `peer` born directly inside `peer_ns` with its MTU
     /// and MAC, so no other interface of the host ever carries the peer's name.
-    pub async fn add_veth(&self, host: &str, mtu: u32, peer: &str, peer_ns: &File, peer_mac: [u8; 6]) -> Result<u32> {
+    pub async fn add_veth(
+        &self,
+        host: &str,
+        mtu: u32,
+        peer: &str,
+        peer_ns: &File,
+        peer_mac: [u8; 6],
+    ) -> Result<u32> {
         let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .mtu(mtu)
@@ -80,12 +92,19 @@ impl Netlink {
             .execute()
             .await
             .with_context(|| format!("creating veth pair {host}/{peer}"))?;
-        self.ifindex(host).await?.ok_or_else(|| anyhow!("veth {host} vanished after creation"))
+        self.ifindex(host)
+            .await?
+            .ok_or_else(|| anyhow!("veth {host} vanished after creation"))
     }
 
     pub async fn set_up(&self, index: u32) -> Result<()> {
         let msg = LinkUnspec::new_with_index(index).up().build();
-        self.handle.link().set(msg).execute().await.context("bringing a link up")
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .context("bringing a link up")
     }
 
     pub async fn add_address(&self, index: u32, prefix: Ipv4Prefix) -> Result<()> {
@@ -98,7 +117,12 @@ impl Netlink {
     }
 
     pub async fn del_link(&self, index: u32) -> Result<()> {
-        self.handle.link().del(index).execute().await.context("deleting a link")
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .context("deleting a link")
     }
 
     /// The prefix length `addr` is configured with on this host, if it is one of its
@@ -134,8 +158,15 @@ pub fn enable_gro(ifname: &str) -> Result<()> {
         data: *mut EthtoolValue,
         _pad: [u8; 16],
     }
-    let mut value = EthtoolValue { cmd: ETHTOOL_SGRO, data: 1 };
-    let mut req = IfReq { name: [0; libc::IFNAMSIZ], data: &mut value, _pad: [0; 16] };
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_SGRO,
+        data: 1,
+    };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut value,
+        _pad: [0; 16],
+    };
     req.name[..ifname.len()].copy_from_slice(ifname.as_bytes());
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -143,7 +174,8 @@ pub fn enable_gro(ifname: &str) -> Result<()> {
     }
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req) } != 0 {
-        return Err(io::Error::last_os_error()).with_context(|| format!("enabling GRO on {ifname}"));
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("enabling GRO on {ifname}"));
     }
     Ok(())
 }

@@ -32,11 +32,18 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     let pins = Pins::current()?;
     pins.refuse_other_layouts()?;
     let nl = Netlink::connect()?;
-    let ifindex = nl.ifindex(&args.dev).await?.ok_or_else(|| anyhow!("device \"{}\" does not exist", args.dev))?;
+    let ifindex = nl
+        .ifindex(&args.dev)
+        .await?
+        .ok_or_else(|| anyhow!("device \"{}\" does not exist", args.dev))?;
     let Some(prefix) = nl.address_prefix(args.local).await? else {
         bail!("{} is not an address of this host", args.local);
     };
-    let underlay = Underlay { ifindex, prefix, fib_ok: forwarding(&args.dev) };
+    let underlay = Underlay {
+        ifindex,
+        prefix,
+        fib_ok: forwarding(&args.dev),
+    };
     if pins.is_up() {
         return upgrade(&pins, args, &underlay, decap);
     }
@@ -61,7 +68,8 @@ struct Underlay {
 /// IP forwarding on `dev` (read in the namespace this thread is in): only then does
 /// `bpf_fib_lookup` answer, and vtep uses it; otherwise the kernel resolves next hops.
 fn forwarding(dev: &str) -> bool {
-    fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{dev}/forwarding")).is_ok_and(|v| v.trim() == "1")
+    fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{dev}/forwarding"))
+        .is_ok_and(|v| v.trim() == "1")
 }
 
 enum Decap {
@@ -111,11 +119,21 @@ fn config(args: &UpArgs, underlay: &Underlay) -> Config {
 
 /// Loads the programs, writes the settings, and attaches (or, on a live host, re-links)
 /// the underlay and every port in `ports` (host ifname, ifindex).
-fn attach(pins: &Pins, args: &UpArgs, underlay: &Underlay, decap: Decap, ports: &[(String, u32)]) -> Result<()> {
+fn attach(
+    pins: &Pins,
+    args: &UpArgs,
+    underlay: &Underlay,
+    decap: Decap,
+    ports: &[(String, u32)],
+) -> Result<()> {
     let mut ebpf = datapath::load(&pins.dir, args.max_learned)?;
     // Everything is verified before anything live changes.
     datapath::tc_program(&mut ebpf, datapath::PORT_PROGRAM, &pins.port_program())?;
-    datapath::tc_program(&mut ebpf, datapath::UNDERLAY_TC_PROGRAM, &pins.underlay_tc_program())?;
+    datapath::tc_program(
+        &mut ebpf,
+        datapath::UNDERLAY_TC_PROGRAM,
+        &pins.underlay_tc_program(),
+    )?;
     if let Decap::Xdp(_) = decap {
         datapath::xdp_program(&mut ebpf, &pins.underlay_xdp_program())?;
     }
@@ -126,7 +144,10 @@ fn attach(pins: &Pins, args: &UpArgs, underlay: &Underlay, decap: Decap, ports: 
     datapath::tc_link(underlay_tc, &args.dev, &pins.underlay_link())?;
     match decap {
         Decap::Xdp(mode) => {
-            let prog: &mut aya::programs::Xdp = ebpf.program_mut(datapath::UNDERLAY_XDP_PROGRAM).context("XDP program")?.try_into()?;
+            let prog: &mut aya::programs::Xdp = ebpf
+                .program_mut(datapath::UNDERLAY_XDP_PROGRAM)
+                .context("XDP program")?
+                .try_into()?;
             datapath::xdp_link(prog, underlay.ifindex, mode, &pins.underlay_xdp_link())?;
         }
         Decap::Tc => {
@@ -143,7 +164,10 @@ fn attach(pins: &Pins, args: &UpArgs, underlay: &Underlay, decap: Decap, ports: 
 }
 
 fn tc<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> Result<&'a mut aya::programs::SchedClassifier> {
-    Ok(ebpf.program_mut(name).context("program missing from the object")?.try_into()?)
+    Ok(ebpf
+        .program_mut(name)
+        .context("program missing from the object")?
+        .try_into()?)
 }
 
 /// `up` on a live host: same underlay device and learned-table size, everything else may
@@ -153,7 +177,8 @@ fn upgrade(pins: &Pins, args: &UpArgs, underlay: &Underlay, decap: Decap) -> Res
     if current.underlay_ifindex != underlay.ifindex {
         bail!("vtep is up on another underlay device here (run `vtep down` first to move it)");
     }
-    let learned = MapData::from_pin(pins.dir.join(map_name::LEARNED)).context("opening the learned table")?;
+    let learned =
+        MapData::from_pin(pins.dir.join(map_name::LEARNED)).context("opening the learned table")?;
     let size = learned.info()?.max_entries();
     if size != args.max_learned {
         bail!("the learned table holds {size} entries; changing --max-learned needs `vtep down` first");

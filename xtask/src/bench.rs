@@ -18,6 +18,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let out = crate::workspace_root().join("target/bench");
     let report = bench::run(quick, &out)?;
     print!("{}", report.table());
-    println!("\nwrote {} and {}", out.join("bench.json").display(), out.join("bench.svg").display());
+    println!(
+        "\nwrote {} and {}",
+        out.join("bench.json").display(),
+        out.join("bench.svg").display()
+    );
     Ok(())
 }

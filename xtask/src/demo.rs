@@ -53,10 +53,14 @@ impl Drop for Cleanup {
 }
 
 pub fn run() -> Result<()> {
-    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
     let existing = sh_quiet("ip netns list")?;
     for ns in HOSTS.iter().chain(&CONTAINERS) {
-        if existing.lines().any(|l| l.split_whitespace().next() == Some(ns)) {
+        if existing
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(ns))
+        {
             bail!("namespace {ns} already exists; the demo uses host1, host2, c1 and c2 (remove them first)");
         }
     }
@@ -95,7 +99,9 @@ fn step(cmdline: &str) -> Result<()> {
         bail!("interrupted");
     }
     println!("$ {cmdline}");
-    let status = shell(cmdline).status().with_context(|| format!("running {cmdline}"))?;
+    let status = shell(cmdline)
+        .status()
+        .with_context(|| format!("running {cmdline}"))?;
     if INTERRUPTED.load(Ordering::SeqCst) {
         bail!("interrupted");
     }
@@ -112,7 +118,11 @@ fn sh_quiet(cmdline: &str) -> Result<String> {
 
 fn shell(cmdline: &str) -> Command {
     let bin = crate::workspace_root().join("target/release");
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut cmd = Command::new("sh");
     cmd.args(["-c", cmdline]).env("PATH", path);
     cmd
@@ -129,9 +139,13 @@ fn wait_for_listener(ns: &str) -> Result<()> {
 }
 
 fn show_vxlan_packet() -> Result<()> {
-    let cmdline = "ip netns exec host1 tcpdump -i eth1 -n -vv -e -c 1 --immediate-mode udp port 4789";
+    let cmdline =
+        "ip netns exec host1 tcpdump -i eth1 -n -vv -e -c 1 --immediate-mode udp port 4789";
     println!("$ {cmdline} & ip netns exec c1 ping -c 1 12.12.12.3");
-    let mut dump = shell(cmdline).stdout(Stdio::inherit()).stderr(Stdio::piped()).spawn()?;
+    let mut dump = shell(cmdline)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .spawn()?;
     let stderr = dump.stderr.take().context("tcpdump stderr")?;
     let lines = BufReader::new(stderr).lines();
     for line in lines {

@@ -17,10 +17,18 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup::ensure(),
-        Some("demo") => setup::ensure().and_then(|()| build()).and_then(|()| demo::run()),
-        Some("test") => setup::ensure().and_then(|()| build()).and_then(|()| test(&args[1..])),
-        Some("soak") => setup::ensure().and_then(|()| build()).and_then(|()| soak(&args[1..])),
-        Some("bench") => setup::ensure().and_then(|()| build()).and_then(|()| bench::run(&args[1..])),
+        Some("demo") => setup::ensure()
+            .and_then(|()| build())
+            .and_then(|()| demo::run()),
+        Some("test") => setup::ensure()
+            .and_then(|()| build())
+            .and_then(|()| test(&args[1..])),
+        Some("soak") => setup::ensure()
+            .and_then(|()| build())
+            .and_then(|()| soak(&args[1..])),
+        Some("bench") => setup::ensure()
+            .and_then(|()| build())
+            .and_then(|()| bench::run(&args[1..])),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -36,7 +44,10 @@ fn main() -> ExitCode {
 }
 
 fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
@@ -98,11 +109,19 @@ fn soak(args: &[String]) -> Result<()> {
     };
     eprintln!("xtask: soaking for {seconds} s (500 pps ping, 500 Mbit/s TCP, FDB churn, `vtep up` every 2 s)");
     let r = vtep_testbed::soak::run(seconds)?;
-    println!("pings           {} sent, {} received, {} lost", r.pings_sent, r.pings_received, r.lost());
+    println!(
+        "pings           {} sent, {} received, {} lost",
+        r.pings_sent,
+        r.pings_received,
+        r.lost()
+    );
     println!("tcp             {:.2} Gbit/s", r.tcp_gbits);
     println!("upgrades        {}", r.upgrades);
     println!("fdb operations  {}", r.fdb_ops);
-    println!("fdb entries     {} ({} learned)", r.fdb_entries, r.learned_entries);
+    println!(
+        "fdb entries     {} ({} learned)",
+        r.fdb_entries, r.learned_entries
+    );
     println!("vtep peak RSS   {} KiB", r.loader_max_rss_kib);
     if r.lost() > 0 {
         bail!("{} replies lost", r.lost());

@@ -35,7 +35,11 @@ fn quiet(cmd: &mut Command) -> Result<String> {
 
 fn loud(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: {cmd:?}");
-    if !cmd.status().with_context(|| format!("running {cmd:?}"))?.success() {
+    if !cmd
+        .status()
+        .with_context(|| format!("running {cmd:?}"))?
+        .success()
+    {
         bail!("{cmd:?} failed");
     }
     Ok(())
@@ -67,12 +71,24 @@ fn ensure_packages() -> Result<()> {
 }
 
 fn ensure_nightly_rust_src() -> Result<()> {
-    let installed = quiet(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    let installed = quiet(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
     if !quiet(Command::new("rustup").args(["toolchain", "list"]))?.contains("nightly") {
-        loud(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        loud(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
     loud(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
 }
@@ -87,7 +103,13 @@ fn ensure_bpf_linker() -> Result<()> {
     // Built against Debian's LLVM 22, the LLVM the nightly compiler emits bitcode for.
     loud(
         Command::new(env!("CARGO"))
-            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+            ])
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
     )

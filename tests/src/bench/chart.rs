@@ -36,8 +36,15 @@ pub fn svg(report: &Report) -> String {
         groups: Metric::ALL
             .iter()
             .map(|&m| {
-                let better = if m.higher_is_better() { "higher is better" } else { "lower is better" };
-                let values = Topology::ALL.iter().map(|&t| report.ratio(t, m, Topology::Kernel)).collect();
+                let better = if m.higher_is_better() {
+                    "higher is better"
+                } else {
+                    "lower is better"
+                };
+                let values = Topology::ALL
+                    .iter()
+                    .map(|&t| report.ratio(t, m, Topology::Kernel))
+                    .collect();
                 (format!("{}|{better}", m.label()), values)
             })
             .collect(),
@@ -50,7 +57,15 @@ pub fn svg(report: &Report) -> String {
         series: FDB_SIZES.iter().map(|n| format!("FDB {n}")).collect(),
         groups: Program::ALL
             .iter()
-            .map(|&p| (p.key().to_string(), FDB_SIZES.iter().map(|&n| report.program_median(p, n)).collect()))
+            .map(|&p| {
+                (
+                    p.key().to_string(),
+                    FDB_SIZES
+                        .iter()
+                        .map(|&n| report.program_median(p, n))
+                        .collect(),
+                )
+            })
             .collect(),
         reference: (100.0, "100 ns".into()),
     };
@@ -59,7 +74,10 @@ pub fn svg(report: &Report) -> String {
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = writeln!(s, r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#
+    );
     let _ = writeln!(
         s,
         r#"<text x="20" y="26" font-size="16" font-weight="bold">vtep bench: medians of {} run(s)</text>"#,
@@ -77,14 +95,32 @@ pub fn svg(report: &Report) -> String {
 }
 
 fn draw(s: &mut String, p: &Panel) {
-    let max = p.groups.iter().flat_map(|(_, v)| v.iter().flatten()).fold(p.reference.0, |a, &b| a.max(b));
+    let max = p
+        .groups
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten())
+        .fold(p.reference.0, |a, &b| a.max(b));
     let top = nice_ceiling(max * 1.1);
     let y = |v: f64| PLOT_BOTTOM - (v / top) * (PLOT_BOTTOM - PLOT_TOP);
-    let _ = writeln!(s, r#"<text x="{}" y="52" font-size="14">{}</text>"#, p.left, escape(&p.title));
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="52" font-size="14">{}</text>"#,
+        p.left,
+        escape(&p.title)
+    );
     for (i, name) in p.series.iter().enumerate() {
         let x = p.left + i as f64 * 90.0;
-        let _ = writeln!(s, r#"<rect x="{x}" y="60" width="10" height="10" fill="{}"/>"#, COLORS[i % COLORS.len()]);
-        let _ = writeln!(s, r#"<text x="{}" y="69">{}</text>"#, x + 14.0, escape(name));
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x}" y="60" width="10" height="10" fill="{}"/>"#,
+            COLORS[i % COLORS.len()]
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="69">{}</text>"#,
+            x + 14.0,
+            escape(name)
+        );
     }
     let divisions = divisions(top);
     for k in 0..=divisions {
@@ -161,7 +197,11 @@ fn draw(s: &mut String, p: &Panel) {
 /// The smallest of 1, 2, 2.5 or 5 times a power of ten that is at least `v`.
 fn nice_ceiling(v: f64) -> f64 {
     let magnitude = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * magnitude).find(|&c| c >= v).unwrap_or(v)
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|&c| c >= v)
+        .unwrap_or(v)
 }
 
 /// Grid divisions that land on round values: 4 for a top of 1 or 2 (times a power of ten),
@@ -186,7 +226,9 @@ fn short(v: f64) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! 192.168.104.2 with container 12.12.12.2, the remote one .3 / 12.12.12.3, VNI 42.
 
 use vtep_common::wire::{
-    self, Outer, ENCAP_LEN, ETH_LEN, ETH_P_ARP, ETH_P_IP, IPPROTO_UDP, IPV4_LEN, UDP_LEN, VXLAN_PORT,
+    self, Outer, ENCAP_LEN, ETH_LEN, ETH_P_ARP, ETH_P_IP, IPPROTO_UDP, IPV4_LEN, UDP_LEN,
+    VXLAN_PORT,
 };
 
 pub const VNI: u32 = 42;
@@ -103,7 +104,9 @@ fn ethernet(dst: [u8; 6], src: [u8; 6], ethertype: u16) -> Vec<u8> {
 }
 
 pub fn parse_ip(s: &str) -> [u8; 4] {
-    s.parse::<std::net::Ipv4Addr>().expect("a literal IPv4 address").octets()
+    s.parse::<std::net::Ipv4Addr>()
+        .expect("a literal IPv4 address")
+        .octets()
 }
 
 #[cfg(test)]
@@ -117,8 +120,11 @@ mod tests {
         let d = wire::parse_vxlan(&head, f.len(), parse_ip(LOCAL_VTEP), VXLAN_PORT, false).unwrap();
         assert_eq!((d.vni, d.inner_dst, d.padding), (VNI, LOCAL_MAC, 0));
         assert_eq!(&f[ENCAP_LEN..], &inner_of_tunnelled()[..]);
-        let other: [u8; wire::DECAP_MIN] = tunnelled_elsewhere()[..wire::DECAP_MIN].try_into().unwrap();
-        assert!(wire::parse_vxlan(&other, f.len(), parse_ip(LOCAL_VTEP), VXLAN_PORT, false).is_err());
+        let other: [u8; wire::DECAP_MIN] =
+            tunnelled_elsewhere()[..wire::DECAP_MIN].try_into().unwrap();
+        assert!(
+            wire::parse_vxlan(&other, f.len(), parse_ip(LOCAL_VTEP), VXLAN_PORT, false).is_err()
+        );
     }
 
     #[test]
@@ -131,6 +137,8 @@ mod tests {
     fn the_container_datagram_is_64_bytes_of_udp_in_valid_ipv4() {
         let f = container_udp();
         assert_eq!(f.len(), ETH_LEN + IPV4_LEN + UDP_LEN + 64);
-        assert!(wire::ipv4_checksum_ok(&f[ETH_LEN..ETH_LEN + IPV4_LEN].try_into().unwrap()));
+        assert!(wire::ipv4_checksum_ok(
+            &f[ETH_LEN..ETH_LEN + IPV4_LEN].try_into().unwrap()
+        ));
     }
 }

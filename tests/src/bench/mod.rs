@@ -38,11 +38,21 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub const FULL: Plan =
-        Plan { runs: 5, iperf_secs: 4, ping_count: 50_000, program_samples: 20_000, program_repeat: 1_000_000 };
+    pub const FULL: Plan = Plan {
+        runs: 5,
+        iperf_secs: 4,
+        ping_count: 50_000,
+        program_samples: 20_000,
+        program_repeat: 1_000_000,
+    };
     /// Every measurement once, briefly: checks the bench works, measures little.
-    pub const QUICK: Plan =
-        Plan { runs: 1, iperf_secs: 1, ping_count: 5_000, program_samples: 1_000, program_repeat: 100_000 };
+    pub const QUICK: Plan = Plan {
+        runs: 1,
+        iperf_secs: 1,
+        ping_count: 5_000,
+        program_samples: 1_000,
+        program_repeat: 100_000,
+    };
 
     fn to_json(self) -> Value {
         json!({
@@ -79,10 +89,16 @@ pub fn run(quick: bool, out_dir: &Path) -> Result<Report> {
     for t in Topology::ALL {
         check_interrupted()?;
         progress.say(&format!("building {} ({})", t.key(), t.describe()));
-        overlays.push((t, t.build(&unique_tag("b")).with_context(|| format!("building {}", t.key()))?));
+        overlays.push((
+            t,
+            t.build(&unique_tag("b"))
+                .with_context(|| format!("building {}", t.key()))?,
+        ));
     }
     check_interrupted()?;
-    progress.say(&format!("building the program-cost hosts (FDBs of {FDB_SIZES:?} entries)"));
+    progress.say(&format!(
+        "building the program-cost hosts (FDBs of {FDB_SIZES:?} entries)"
+    ));
     let rigs = program::Rigs::new(&unique_tag("b"))?;
 
     let mut report = Report::new(plan);
@@ -92,17 +108,36 @@ pub fn run(quick: bool, out_dir: &Path) -> Result<Report> {
             for i in 0..overlays.len() {
                 let (topology, overlay) = &overlays[(i + run) % overlays.len()];
                 check_interrupted()?;
-                progress.step(&format!("run {}/{}: {} over {}", run + 1, plan.runs, metric.label(), topology.key()));
+                progress.step(&format!(
+                    "run {}/{}: {} over {}",
+                    run + 1,
+                    plan.runs,
+                    metric.label(),
+                    topology.key()
+                ));
                 let value = metric.measure(overlay.as_ref(), &plan);
                 check_interrupted()?;
-                report.traffic.entry((*topology, metric)).or_default().record(value);
+                report
+                    .traffic
+                    .entry((*topology, metric))
+                    .or_default()
+                    .record(value);
             }
         }
         for program in Program::ALL {
             for n in FDB_SIZES {
                 check_interrupted()?;
-                progress.step(&format!("run {}/{}: {} with {n} FDB entries", run + 1, plan.runs, program.key()));
-                report.programs.entry((program, n)).or_default().record(rigs.measure(program, n, &plan));
+                progress.step(&format!(
+                    "run {}/{}: {} with {n} FDB entries",
+                    run + 1,
+                    plan.runs,
+                    program.key()
+                ));
+                report
+                    .programs
+                    .entry((program, n))
+                    .or_default()
+                    .record(rigs.measure(program, n, &plan));
             }
         }
     }
@@ -110,10 +145,14 @@ pub fn run(quick: bool, out_dir: &Path) -> Result<Report> {
 
     fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let json_path = out_dir.join("bench.json");
-    fs::write(&json_path, serde_json::to_string_pretty(&report.to_json())? + "\n")
-        .with_context(|| format!("writing {}", json_path.display()))?;
+    fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&report.to_json())? + "\n",
+    )
+    .with_context(|| format!("writing {}", json_path.display()))?;
     let svg_path = out_dir.join("bench.svg");
-    fs::write(&svg_path, chart::svg(&report)).with_context(|| format!("writing {}", svg_path.display()))?;
+    fs::write(&svg_path, chart::svg(&report))
+        .with_context(|| format!("writing {}", svg_path.display()))?;
     Ok(report)
 }
 
@@ -126,7 +165,11 @@ struct Progress {
 
 impl Progress {
     fn new(total: usize) -> Self {
-        Progress { total, done: 0, tty: std::io::stderr().is_terminal() }
+        Progress {
+            total,
+            done: 0,
+            tty: std::io::stderr().is_terminal(),
+        }
     }
 
     fn say(&self, what: &str) {
@@ -141,7 +184,6 @@ impl Progress {
         self.done += 1;
         self.say(&format!("[{}/{}] {what}", self.done, self.total));
     }
-
 }
 
 impl Drop for Progress {

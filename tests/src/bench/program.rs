@@ -45,7 +45,12 @@ pub enum Program {
 }
 
 impl Program {
-    pub const ALL: [Program; 4] = [Program::Encap, Program::DecapTc, Program::DecapXdp, Program::ArpReply];
+    pub const ALL: [Program; 4] = [
+        Program::Encap,
+        Program::DecapTc,
+        Program::DecapXdp,
+        Program::ArpReply,
+    ];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -58,10 +63,16 @@ impl Program {
 
     pub fn describe(self) -> &'static str {
         match self {
-            Program::Encap => "vtep_port: a container's 64-byte UDP datagram to a MAC in the FDB, encapsulated",
-            Program::DecapTc => "vtep_underlay_tc: that datagram in VXLAN for a local port, decapsulated",
+            Program::Encap => {
+                "vtep_port: a container's 64-byte UDP datagram to a MAC in the FDB, encapsulated"
+            }
+            Program::DecapTc => {
+                "vtep_underlay_tc: that datagram in VXLAN for a local port, decapsulated"
+            }
             Program::DecapXdp => "vtep_underlay_xdp: the same, at XDP",
-            Program::ArpReply => "vtep_port: an ARP request for an address in the neighbour table, answered",
+            Program::ArpReply => {
+                "vtep_port: an ARP request for an address in the neighbour table, answered"
+            }
         }
     }
 }
@@ -127,11 +138,17 @@ impl Probe<'_> {
     /// is meant to time.
     fn verify(&self, what: &str) -> Result<()> {
         let mut out = vec![0u8; self.frame.len() + 256];
-        let result = self.prog.test_run(TestRunOptions { data_out: Some(&mut out), ..self.opts(1) })?;
+        let result = self.prog.test_run(TestRunOptions {
+            data_out: Some(&mut out),
+            ..self.opts(1)
+        })?;
         out.truncate(result.data_size_out as usize);
         let expected = (self.expect)(&self.frame);
         let from = self.compare_from.min(out.len());
-        if result.return_value != self.verdict || out.len() != expected.len() || out[from..] != expected[from..] {
+        if result.return_value != self.verdict
+            || out.len() != expected.len()
+            || out[from..] != expected[from..]
+        {
             bail!(
                 "{what}: the program returned {} (expected {}) and left {} bytes (expected {}): \
                  not the path meant to be timed",
@@ -148,7 +165,11 @@ impl Probe<'_> {
     fn time(&self, repeat: u32) -> Result<f64> {
         let result = self.prog.test_run(self.opts(repeat))?;
         if result.return_value != self.verdict {
-            bail!("the program returned {} instead of {} while being timed", result.return_value, self.verdict);
+            bail!(
+                "the program returned {} instead of {} while being timed",
+                result.return_value,
+                self.verdict
+            );
         }
         Ok(result.duration.as_nanos() as f64)
     }
@@ -236,7 +257,8 @@ impl Rig {
             .and_then(|i| u32::try_from(i).ok())
             .context("`vtep port show -j` gave no host_ifindex")?;
         let tc = |name: &str| {
-            SchedClassifier::from_pin(dir.join(name)).with_context(|| format!("opening the pinned {name}"))
+            SchedClassifier::from_pin(dir.join(name))
+                .with_context(|| format!("opening the pinned {name}"))
         };
         let port = Prog::Tc(tc("prog_port")?);
         let decap_tc = Prog::Tc(tc("prog_underlay_tc")?);
@@ -244,7 +266,16 @@ impl Rig {
             Xdp::from_pin(dir.join("prog_underlay_xdp"), XdpAttachType::Interface)
                 .context("opening the pinned prog_underlay_xdp")?,
         );
-        Ok(Rig { bed, programs: Programs { port, decap_tc, decap_xdp, port_ifindex }, fdb_entries })
+        Ok(Rig {
+            bed,
+            programs: Programs {
+                port,
+                decap_tc,
+                decap_xdp,
+                port_ifindex,
+            },
+            fdb_entries,
+        })
     }
 }
 
@@ -268,14 +299,23 @@ impl Programs {
             expect: unchanged,
             compare_from: 0,
         };
-        let on_underlay =
-            |prog, verdict, frame, expect| Probe { prog, frame, ctx: None, verdict, expect, compare_from: 0 };
+        let on_underlay = |prog, verdict, frame, expect| Probe {
+            prog,
+            frame,
+            ctx: None,
+            verdict,
+            expect,
+            compare_from: 0,
+        };
         let (decap, redirect, pass) = match program {
             Program::DecapXdp => (&self.decap_xdp, XDP_REDIRECT, XDP_PASS),
             _ => (&self.decap_tc, TC_ACT_REDIRECT, TC_ACT_OK),
         };
         match program {
-            Program::Encap => (on_port(frames::container_udp(), encapsulated, ENCAP_COMPARE_FROM), port_idle),
+            Program::Encap => (
+                on_port(frames::container_udp(), encapsulated, ENCAP_COMPARE_FROM),
+                port_idle,
+            ),
             Program::ArpReply => (on_port(frames::arp_request(), arp_answered, 0), port_idle),
             Program::DecapTc | Program::DecapXdp => (
                 on_underlay(decap, redirect, frames::tunnelled_udp(), decapsulated),
@@ -299,15 +339,28 @@ impl Rigs {
                 .enumerate()
                 .map(|(i, &n)| s.spawn(move || Rig::new(&format!("{tag}r{i}"), n)))
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("rig thread panicked")))).collect()
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("rig thread panicked")))
+                })
+                .collect()
         });
-        let rigs = built.into_iter().collect::<Result<Vec<_>>>().context("building the program-cost scenarios")?;
+        let rigs = built
+            .into_iter()
+            .collect::<Result<Vec<_>>>()
+            .context("building the program-cost scenarios")?;
         Ok(Rigs { rigs })
     }
 
     /// Nanoseconds per packet of `program` with `fdb_entries` entries in the FDB.
     pub fn measure(&self, program: Program, fdb_entries: u32, plan: &Plan) -> Result<f64> {
-        let rig = self.rigs.iter().find(|r| r.fdb_entries == fdb_entries).context("no rig with this FDB size")?;
+        let rig = self
+            .rigs
+            .iter()
+            .find(|r| r.fdb_entries == fdb_entries)
+            .context("no rig with this FDB size")?;
         let _exclusive = measurement_lock()?;
         let (ns, programs) = (rig.bed.c1().ns.as_str(), &rig.programs);
         std::thread::scope(|s| {
@@ -328,12 +381,16 @@ impl Rigs {
 /// a migration between the two halves of a pair would compare two CPUs.
 fn stay_on_this_cpu() -> Result<()> {
     let cpu = unsafe { libc::sched_getcpu() };
-    let cpu = usize::try_from(cpu).map_err(|_| anyhow!("sched_getcpu: {}", std::io::Error::last_os_error()))?;
+    let cpu = usize::try_from(cpu)
+        .map_err(|_| anyhow!("sched_getcpu: {}", std::io::Error::last_os_error()))?;
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            bail!("pinning the measuring thread to CPU {cpu}: {}", std::io::Error::last_os_error());
+            bail!(
+                "pinning the measuring thread to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
     Ok(())
@@ -344,11 +401,14 @@ fn stay_on_this_cpu() -> Result<()> {
 fn fill_fdb(dir: &Path, entries: u32) -> Result<()> {
     let map = MapData::from_pin(dir.join(map_name::FDB)).context("opening the pinned FDB")?;
     let mut fdb: HashMap<MapData, MacVni, FdbEntry> = HashMap::try_from(Map::from_map_data(map)?)?;
-    let remote = fdb.get(&MacVni::new(REMOTE_MAC, VNI), 0).context("the remote container's FDB entry")?;
+    let remote = fdb
+        .get(&MacVni::new(REMOTE_MAC, VNI), 0)
+        .context("the remote container's FDB entry")?;
     for i in 1..entries {
         let b = i.to_be_bytes();
         let mac = [0x02, 0x10, b[0], b[1], b[2], b[3]];
-        fdb.insert(MacVni::new(mac, VNI), remote, 0).with_context(|| format!("adding FDB entry {i}"))?;
+        fdb.insert(MacVni::new(mac, VNI), remote, 0)
+            .with_context(|| format!("adding FDB entry {i}"))?;
     }
     Ok(())
 }

@@ -37,7 +37,11 @@ impl Series {
         }
         ok.sort_by(f64::total_cmp);
         let mid = ok.len() / 2;
-        Some(if ok.len() % 2 == 1 { ok[mid] } else { (ok[mid - 1] + ok[mid]) / 2.0 })
+        Some(if ok.len() % 2 == 1 {
+            ok[mid]
+        } else {
+            (ok[mid - 1] + ok[mid]) / 2.0
+        })
     }
 
     fn to_json(&self) -> Map<String, Value> {
@@ -58,11 +62,17 @@ pub struct Report {
 
 impl Report {
     pub fn new(plan: Plan) -> Self {
-        Report { plan, traffic: BTreeMap::new(), programs: BTreeMap::new() }
+        Report {
+            plan,
+            traffic: BTreeMap::new(),
+            programs: BTreeMap::new(),
+        }
     }
 
     pub fn median(&self, topology: Topology, metric: Metric) -> Option<f64> {
-        self.traffic.get(&(topology, metric)).and_then(Series::median)
+        self.traffic
+            .get(&(topology, metric))
+            .and_then(Series::median)
     }
 
     /// `topology`'s median over `base`'s, for the same metric.
@@ -71,7 +81,9 @@ impl Report {
     }
 
     pub fn program_median(&self, program: Program, fdb_entries: u32) -> Option<f64> {
-        self.programs.get(&(program, fdb_entries)).and_then(Series::median)
+        self.programs
+            .get(&(program, fdb_entries))
+            .and_then(Series::median)
     }
 
     /// How much a program slows down with the large FDB.
@@ -87,13 +99,32 @@ impl Report {
             for m in Metric::ALL {
                 let mut entry = Map::new();
                 entry.insert("unit".into(), json!(m.unit()));
-                entry.insert("better".into(), json!(if m.higher_is_better() { "higher" } else { "lower" }));
-                entry.extend(self.traffic.get(&(t, m)).cloned().unwrap_or_default().to_json());
-                entry.insert("vs_kernel".into(), json!(self.ratio(t, m, Topology::Kernel)));
+                entry.insert(
+                    "better".into(),
+                    json!(if m.higher_is_better() {
+                        "higher"
+                    } else {
+                        "lower"
+                    }),
+                );
+                entry.extend(
+                    self.traffic
+                        .get(&(t, m))
+                        .cloned()
+                        .unwrap_or_default()
+                        .to_json(),
+                );
+                entry.insert(
+                    "vs_kernel".into(),
+                    json!(self.ratio(t, m, Topology::Kernel)),
+                );
                 entry.insert("vs_plain".into(), json!(self.ratio(t, m, Topology::Plain)));
                 metrics.insert(m.key().into(), Value::Object(entry));
             }
-            topologies.insert(t.key().into(), json!({ "description": t.describe(), "metrics": metrics }));
+            topologies.insert(
+                t.key().into(),
+                json!({ "description": t.describe(), "metrics": metrics }),
+            );
         }
         let mut programs = Map::new();
         for p in Program::ALL {
@@ -104,7 +135,10 @@ impl Report {
                 let series = self.programs.get(&(p, n)).cloned().unwrap_or_default();
                 entry.insert(format!("fdb_{n}"), Value::Object(series.to_json()));
             }
-            entry.insert(format!("ratio_fdb_{}_vs_{}", FDB_SIZES[1], FDB_SIZES[0]), json!(self.fdb_growth(p)));
+            entry.insert(
+                format!("ratio_fdb_{}_vs_{}", FDB_SIZES[1], FDB_SIZES[0]),
+                json!(self.fdb_growth(p)),
+            );
             programs.insert(p.key().into(), Value::Object(entry));
         }
         json!({
@@ -131,31 +165,68 @@ impl Report {
         for m in Metric::ALL {
             let _ = write!(s, "{:<28}", format!("{} ({})", m.label(), m.unit()));
             for t in Topology::ALL {
-                let _ = write!(s, "{:>12}", self.median(t, m).map_or("failed".into(), |v| number(v, m.unit())));
+                let _ = write!(
+                    s,
+                    "{:>12}",
+                    self.median(t, m)
+                        .map_or("failed".into(), |v| number(v, m.unit()))
+                );
             }
             s.push('\n');
-            for (name, base) in [("  vs kernel", Topology::Kernel), ("  vs plain", Topology::Plain)] {
+            for (name, base) in [
+                ("  vs kernel", Topology::Kernel),
+                ("  vs plain", Topology::Plain),
+            ] {
                 let _ = write!(s, "{name:<28}");
                 for t in Topology::ALL {
-                    let _ = write!(s, "{:>12}", self.ratio(t, m, base).map_or("-".into(), |r| format!("{r:.2}x")));
+                    let _ = write!(
+                        s,
+                        "{:>12}",
+                        self.ratio(t, m, base)
+                            .map_or("-".into(), |r| format!("{r:.2}x"))
+                    );
                 }
                 s.push('\n');
             }
         }
         let [small, large] = FDB_SIZES;
         let (small_head, large_head) = (format!("FDB {small}"), format!("FDB {large}"));
-        let _ = writeln!(s, "\n{:<28}{small_head:>12}{large_head:>12}{:>12}", "program (ns/packet)", "ratio");
+        let _ = writeln!(
+            s,
+            "\n{:<28}{small_head:>12}{large_head:>12}{:>12}",
+            "program (ns/packet)", "ratio"
+        );
         for p in Program::ALL {
-            let cell = |n| self.program_median(p, n).map_or("failed".into(), |v| format!("{v:.1}"));
-            let growth = self.fdb_growth(p).map_or("-".into(), |r| format!("{r:.2}x"));
-            let _ = writeln!(s, "{:<28}{:>12}{:>12}{:>12}", p.key(), cell(small), cell(large), growth);
+            let cell = |n| {
+                self.program_median(p, n)
+                    .map_or("failed".into(), |v| format!("{v:.1}"))
+            };
+            let growth = self
+                .fdb_growth(p)
+                .map_or("-".into(), |r| format!("{r:.2}x"));
+            let _ = writeln!(
+                s,
+                "{:<28}{:>12}{:>12}{:>12}",
+                p.key(),
+                cell(small),
+                cell(large),
+                growth
+            );
         }
         let failures: Vec<String> = self
             .traffic
             .iter()
-            .flat_map(|((t, m), series)| series.errors.iter().map(move |e| format!("{} {}: {e}", t.key(), m.key())))
+            .flat_map(|((t, m), series)| {
+                series
+                    .errors
+                    .iter()
+                    .map(move |e| format!("{} {}: {e}", t.key(), m.key()))
+            })
             .chain(self.programs.iter().flat_map(|((p, n), series)| {
-                series.errors.iter().map(move |e| format!("{} (FDB {n}): {e}", p.key()))
+                series
+                    .errors
+                    .iter()
+                    .map(move |e| format!("{} (FDB {n}): {e}", p.key()))
             }))
             .collect();
         if !failures.is_empty() {
@@ -177,9 +248,16 @@ pub fn number(v: f64, unit: &str) -> String {
 
 /// What the numbers were measured on: they only compare within one run on one machine.
 fn machine() -> Value {
-    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).ok();
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .ok()
+    };
     let cpu = read("/proc/cpuinfo").and_then(|c| {
-        c.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string())
+        c.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|m| m.trim().to_string())
     });
     json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).ok(),
@@ -196,7 +274,13 @@ mod tests {
     #[test]
     fn median_skips_failed_runs_and_averages_the_middle_pair() {
         let mut s = Series::default();
-        for v in [Ok(3.0), Err(anyhow::anyhow!("boom")), Ok(1.0), Ok(2.0), Ok(10.0)] {
+        for v in [
+            Ok(3.0),
+            Err(anyhow::anyhow!("boom")),
+            Ok(1.0),
+            Ok(2.0),
+            Ok(10.0),
+        ] {
             s.record(v);
         }
         assert_eq!(s.median(), Some(2.5));

@@ -15,7 +15,12 @@ pub enum Topology {
 }
 
 impl Topology {
-    pub const ALL: [Topology; 4] = [Topology::Plain, Topology::Kernel, Topology::VtepTc, Topology::VtepXdp];
+    pub const ALL: [Topology; 4] = [
+        Topology::Plain,
+        Topology::Kernel,
+        Topology::VtepTc,
+        Topology::VtepXdp,
+    ];
 
     pub fn key(self) -> &'static str {
         match self {
