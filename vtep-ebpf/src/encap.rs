@@ -48,13 +48,13 @@ pub struct Tunnel {
 pub fn open(ctx: &TcContext, cfg: &Config, vni: u32, inner_eth: &[u8; ETH_LEN]) -> Option<Tunnel> {
     let inner_ipv4 = u16::from_be_bytes([inner_eth[12], inner_eth[13]]) == ETH_P_IP;
     let hash = flow_hash(ctx, inner_ipv4);
-    let tos = match (
-        cfg.tos_inherit != 0 && inner_ipv4,
-        ctx.load::<u8>(ETH_LEN + 1),
-    ) {
-        (true, Ok(inner_tos)) => inner_tos,
-        _ => cfg.tos,
+    // Only an inheriting tunnel pays for reading the inner TOS.
+    let inherited = if cfg.tos_inherit != 0 && inner_ipv4 {
+        ctx.load::<u8>(ETH_LEN + 1).ok()
+    } else {
+        None
     };
+    let tos = inherited.unwrap_or(cfg.tos);
     // A GSO super-packet can exceed what the 16-bit length fields hold; its outer lengths are
     // only a template the kernel rewrites per segment, so saturate rather than wrap.
     let inner_len = ctx

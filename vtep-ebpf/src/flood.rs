@@ -5,7 +5,7 @@
 //! every iteration, and state that differs per path would multiply the paths it must walk.
 
 use aya_ebpf::{bindings::TC_ACT_SHOT, programs::TcContext};
-use vtep_common::{counter, wire::ETH_LEN, Config};
+use vtep_common::{counter, wire::ETH_LEN, Config, FloodList, VniPorts};
 
 use crate::{
     encap,
@@ -17,9 +17,13 @@ use crate::{
 /// Copies of the (still unencapsulated) frame to the VNI's local ports but `except`.
 #[inline(always)]
 pub fn local(ctx: &TcContext, vni: u32, except: u32) {
-    let Some(ports) = (unsafe { VNI_PORTS.get(vni) }) else {
-        return;
-    };
+    if let Some(ports) = unsafe { VNI_PORTS.get(vni) } {
+        to_ports(ctx, ports, except);
+    }
+}
+
+#[inline(always)]
+fn to_ports(ctx: &TcContext, ports: &VniPorts, except: u32) {
     for &ifindex in ports.ifindex.iter().take(ports.count as usize) {
         if ifindex != except && ctx.clone_redirect(ifindex, 0).is_ok() {
             count(counter::FLOOD_LOCAL);
@@ -38,15 +42,17 @@ pub fn from_port(
     inner_eth: &[u8; ETH_LEN],
     reason: u32,
 ) -> i32 {
-    let local_ports = unsafe { VNI_PORTS.get(vni) }.map_or(0, |p| p.count);
-    let remotes = unsafe { FLOOD.get(vni) }.map_or(0, |l| l.count);
+    let ports = unsafe { VNI_PORTS.get(vni) };
+    let list = unsafe { FLOOD.get(vni) }.filter(|l| l.count > 0);
     // The sender is one of the local ports.
-    if local_ports <= 1 && remotes == 0 {
+    if ports.map_or(0, |p| p.count) <= 1 && list.is_none() {
         return drop(reason);
     }
-    local(ctx, vni, ifindex);
-    if remotes > 0 {
-        remote(ctx, cfg, vni, inner_eth);
+    if let Some(ports) = ports {
+        to_ports(ctx, ports, ifindex);
+    }
+    if let Some(list) = list {
+        remote(ctx, cfg, vni, list, inner_eth);
     }
     // The original is consumed: only its copies travel.
     TC_ACT_SHOT
@@ -55,12 +61,9 @@ pub fn from_port(
 /// Encapsulates once; each copy only rewrites the outer headers and takes the detour
 /// through the underlay's ingress for its next hop.
 #[inline(always)]
-fn remote(ctx: &TcContext, cfg: &Config, vni: u32, inner_eth: &[u8; ETH_LEN]) {
+fn remote(ctx: &TcContext, cfg: &Config, vni: u32, list: &FloodList, inner_eth: &[u8; ETH_LEN]) {
     let Some(tunnel) = encap::open(ctx, cfg, vni, inner_eth) else {
         count(counter::DROP_ENCAP_FAIL);
-        return;
-    };
-    let Some(list) = (unsafe { FLOOD.get(vni) }) else {
         return;
     };
     encap::reflect_mark(ctx);

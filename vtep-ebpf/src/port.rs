@@ -88,13 +88,13 @@ fn sends_as_itself(ctx: &TcContext, port: &Port, eth: &[u8; ETH_LEN]) -> bool {
         return false;
     }
     let own_ip = |ip: [u8; 4]| ip == port.ipv4 || ip == [0; 4];
+    // Read in packet memory, like the Ethernet header: this runs for every frame.
     match u16::from_be_bytes([eth[12], eth[13]]) {
-        ETH_P_IP => matches!(ctx.load::<[u8; 4]>(ETH_LEN + 12), Ok(ip) if own_ip(ip)),
-        ETH_P_ARP => match ctx.load::<[u8; 10]>(ETH_LEN + 8) {
-            // Sender hardware address, then sender protocol address.
-            Ok(s) => s[..6] == port.mac && own_ip([s[6], s[7], s[8], s[9]]),
-            Err(_) => false,
-        },
+        ETH_P_IP => matches!(head::read::<{ ETH_LEN + 16 }>(ctx),
+            Some(h) if own_ip([h[26], h[27], h[28], h[29]])),
+        // Sender hardware address, then sender protocol address.
+        ETH_P_ARP => matches!(head::read::<{ ETH_LEN + 18 }>(ctx),
+            Some(h) if h[22..28] == port.mac && own_ip([h[28], h[29], h[30], h[31]])),
         _ => true,
     }
 }
