@@ -297,16 +297,16 @@ pub async fn show(pins: &Pins, json: bool) -> Result<()> {
             });
         }
     }
+    let mut learned_table = table(pins, map_name::LEARNED)?;
     let mut remote = Vec::new();
     for entry in table(pins, map_name::FDB)?
         .iter()
-        .chain(table(pins, map_name::LEARNED)?.iter())
+        .chain(learned_table.iter())
     {
         remote.push(entry?);
     }
     remote.sort_by_key(|(k, _)| (k.vni, k.mac));
     let now = monotonic_ns();
-    let mut learned_table = table(pins, map_name::LEARNED)?;
     for (k, v) in remote {
         let learned = v.flags & FDB_PERMANENT == 0;
         let age_ns = now.saturating_sub(v.seen_ns);
