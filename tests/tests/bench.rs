@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 use vtep_testbed::{bench, netns::unique_tag};
 
-const TOPOLOGIES: [&str; 4] = ["plain", "kernel", "vtep_tc", "vtep_xdp"];
+const TOPOLOGIES: [&str; 5] = ["plain", "floor", "kernel", "vtep_tc", "vtep_xdp"];
 const METRICS: [&str; 4] = [
     "tcp_1_stream_gbits",
     "tcp_4_streams_gbits",
@@ -44,7 +44,7 @@ fn check_series(what: &str, s: &Value, runs: usize) {
 #[test]
 fn quick_bench_writes_every_metric_for_every_topology_and_program() -> Result<()> {
     let out = std::env::temp_dir().join(unique_tag("vtep-bench"));
-    let result = bench::run(true, &out);
+    let result = bench::run(true, true, &out);
     let json = fs::read_to_string(out.join("bench.json")).context("reading bench.json");
     let svg = fs::read_to_string(out.join("bench.svg")).context("reading bench.svg");
     let _ = fs::remove_dir_all(&out);
@@ -65,7 +65,7 @@ fn quick_bench_writes_every_metric_for_every_topology_and_program() -> Result<()
         }
     }
     // The references do not depend on vtep: failing there is the harness's fault.
-    for t in ["plain", "kernel"] {
+    for t in ["plain", "floor", "kernel"] {
         for m in METRICS {
             assert!(
                 json["topologies"][t]["metrics"][m]["median"].is_f64(),

@@ -153,6 +153,17 @@ pub struct Remote {
     pub _pad: u16,
 }
 
+impl Remote {
+    /// The VTEP an FDB entry tunnels to.
+    pub const fn of(entry: &FdbEntry) -> Self {
+        Remote {
+            ip: entry.remote_ip,
+            port: entry.port,
+            _pad: 0,
+        }
+    }
+}
+
 /// The VTEPs every broadcast, multicast and unknown-unicast frame of a VNI goes to (the
 /// all-zeros FDB entries of the kernel's vxlan device).
 #[repr(C)]

@@ -85,9 +85,9 @@ pub fn underlay_xdp(ctx: &XdpContext) -> u32 {
     let Some(cfg) = CONFIG.get(0) else {
         return XDP_PASS;
     };
-    // One copy of the headers onto the stack: every check then works on plain bytes.
-    let h: [u8; DECAP_MIN] = unsafe { (start as *const [u8; DECAP_MIN]).read_unaligned() };
-    let (d, port) = match classify(cfg, &h, end - start, false) {
+    // SAFETY: checked against data_end above; a byte array needs no alignment.
+    let h = unsafe { &*(start as *const [u8; DECAP_MIN]) };
+    let (d, port) = match classify(cfg, h, end - start, false) {
         Ok((d, Delivery::Port(port))) => (d, port),
         // XDP cannot copy a frame to several ports: the TC program behind it floods.
         Ok((_, Delivery::Flood)) => return XDP_PASS,
@@ -120,12 +120,12 @@ pub fn underlay_tc(ctx: &TcContext) -> i32 {
             bpf_redirect_neigh(cfg.underlay_ifindex, core::ptr::null_mut(), 0, 0) as i32
         };
     }
-    let Some(h) = head::read::<DECAP_MIN>(ctx) else {
+    let Some(h) = head::view::<DECAP_MIN>(ctx) else {
         count(counter::PASS_NOT_VXLAN);
         return TC_ACT_OK;
     };
     let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
-    let (d, delivery) = match classify(cfg, &h, ctx.len() as usize, gso) {
+    let (d, delivery) = match classify(cfg, h, ctx.len() as usize, gso) {
         Ok(found) => found,
         Err(counter::DROP_UNKNOWN_PEER) => {
             count(counter::DROP_UNKNOWN_PEER);

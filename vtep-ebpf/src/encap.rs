@@ -5,10 +5,10 @@ use core::{ffi::c_void, mem};
 use aya_ebpf::{
     bindings::{
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup as FibLookup,
-        bpf_redir_neigh as RedirNeigh, BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_FIB_LKUP_RET_FWD_DISABLED,
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_F_ADJ_ROOM_ENCAP_L2_ETH,
-        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO,
-        BPF_F_INGRESS,
+        bpf_redir_neigh as RedirNeigh, bpf_redir_neigh__bindgen_ty_1 as NextHopAddr,
+        BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
+        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_INGRESS,
     },
     helpers::{
         bpf_fib_lookup, bpf_get_hash_recalc, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_head,
@@ -88,8 +88,8 @@ fn flow_hash(ctx: &TcContext, inner_ipv4: bool) -> u32 {
         return hash;
     }
     if inner_ipv4 {
-        if let Some(headers) = head::read::<38>(ctx) {
-            return wire::ipv4_flow_hash(&headers);
+        if let Some(headers) = head::view::<38>(ctx) {
+            return wire::ipv4_flow_hash(headers);
         }
     }
     unsafe { bpf_get_hash_recalc(ctx.skb.skb) }
@@ -105,22 +105,28 @@ pub fn address(
     to: &Remote,
     macs: ([u8; 6], [u8; 6]),
 ) -> bool {
-    let outer = wire::outer_headers(&wire::Outer {
-        dst_mac: macs.0,
-        src_mac: macs.1,
-        src_ip: cfg.local_ip,
-        dst_ip: to.ip,
-        src_port: t.src_port,
-        dst_port: to.port,
-        vni: t.vni,
-        ttl: cfg.ttl,
-        tos: t.tos,
-        inner_len: t.inner_len,
-    });
-    let mut headers = [0u8; ENCAP_LEN + ETH_LEN];
-    headers[..ENCAP_LEN].copy_from_slice(&outer);
-    headers[ENCAP_LEN..].copy_from_slice(&t.inner_eth);
-    head::write(ctx, &headers)
+    let Some((outer, inner)) = head::view_mut::<{ ENCAP_LEN + ETH_LEN }>(ctx)
+        .and_then(|h| h.split_first_chunk_mut::<ENCAP_LEN>())
+    else {
+        return false;
+    };
+    wire::write_outer(
+        outer,
+        &wire::Outer {
+            dst_mac: macs.0,
+            src_mac: macs.1,
+            src_ip: cfg.local_ip,
+            dst_ip: to.ip,
+            src_port: t.src_port,
+            dst_port: to.port,
+            vni: t.vni,
+            ttl: cfg.ttl,
+            tos: t.tos,
+            inner_len: t.inner_len,
+        },
+    );
+    inner.copy_from_slice(&t.inner_eth);
+    true
 }
 
 /// Marks an encapsulated frame for the detour through the underlay's ingress (redirect with
@@ -179,9 +185,13 @@ pub fn unicast(
         NextHop::OnLink if is_ipv4 => {
             count(counter::ENCAP);
             count(counter::NEIGH_RESOLVE);
-            let mut nh: RedirNeigh = unsafe { mem::zeroed() };
-            nh.nh_family = AF_INET as u32;
-            nh.__bindgen_anon_1.ipv4_nh = u32::from_ne_bytes(to.ip);
+            // Every byte set by value: mem::zeroed() becomes a byte-loop memset call here.
+            let mut nh = RedirNeigh {
+                nh_family: AF_INET as u32,
+                __bindgen_anon_1: NextHopAddr {
+                    ipv6_nh: [u32::from_ne_bytes(to.ip), 0, 0, 0],
+                },
+            };
             unsafe {
                 bpf_redirect_neigh(
                     cfg.underlay_ifindex,

@@ -1,5 +1,5 @@
-//! The FDB as the data path sees it: permanent entries first, then learned ones (which
-//! honour ageing), and learning from received frames (the kernel vxlan device's `learning`).
+//! Learned FDB entries as the data path sees them (they honour ageing; permanent ones are
+//! plain lookups), and learning from received frames (the kernel vxlan device's `learning`).
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use vtep_common::{counter, wire, Config, FdbEntry, IpVni, MacVni};
@@ -13,13 +13,10 @@ use crate::{
 /// packet.
 const REFRESH_NS: u64 = 1_000_000_000;
 
-/// The remote VTEP of `key`. A learned entry past its age is removed instead, so expiry
+/// The learned remote VTEP of `key`. An entry past its age is removed instead, so expiry
 /// needs no process running.
 #[inline(always)]
-pub fn lookup(key: &MacVni, cfg: &Config) -> Option<FdbEntry> {
-    if let Some(entry) = unsafe { FDB.get(key) } {
-        return Some(*entry);
-    }
+pub fn learned(key: &MacVni, cfg: &Config) -> Option<FdbEntry> {
     let entry = *unsafe { LEARNED.get(key) }?;
     if unsafe { bpf_ktime_get_ns() }.wrapping_sub(entry.seen_ns) > cfg.ageing_ns {
         let _ = LEARNED.remove(key);

@@ -1,27 +1,42 @@
-//! The first bytes of a TC frame, read and written straight in packet memory when they are
-//! in the linear part (the usual case), through the skb helpers otherwise. The helpers cost
-//! a call and a copy each; the header fast path is most of a program's work.
+//! The first bytes of a TC frame, used in place in packet memory. Copying headers onto the
+//! stack first costs a byte load and a store per byte (BPF has no unaligned word loads, and
+//! the copies spill): most of a program's work, before any of it is used.
+//!
+//! A view lives until the next helper that moves packet data (adjust_room, change_head):
+//! the verifier rejects any use after that, so callers copy what they need beyond it.
 
 use aya_ebpf::programs::TcContext;
 
+/// The first `N` bytes, pulled into the linear part first when they are not there (rare:
+/// the stack builds headers linear).
 #[inline(always)]
-pub fn read<const N: usize>(ctx: &TcContext) -> Option<[u8; N]> {
-    let (start, end) = (ctx.data(), ctx.data_end());
-    if start + N <= end {
-        // SAFETY: the range was just checked against data_end, as the verifier requires.
-        return Some(unsafe { (start as *const [u8; N]).read_unaligned() });
-    }
-    ctx.load::<[u8; N]>(0).ok()
+pub fn view<const N: usize>(ctx: &TcContext) -> Option<&[u8; N]> {
+    view_mut(ctx).map(|h| &*h)
 }
 
 #[inline(always)]
-pub fn write<const N: usize>(ctx: &TcContext, bytes: &[u8; N]) -> bool {
-    // Pointers are re-derived here: callers write right after adjust_room/change_head.
-    let (start, end) = (ctx.data(), ctx.data_end());
-    if start + N <= end {
-        // SAFETY: as above; the kernel unclones the skb before a program writes to it.
-        unsafe { (start as *mut [u8; N]).write_unaligned(*bytes) };
-        return true;
+pub fn view_mut<const N: usize>(ctx: &TcContext) -> Option<&mut [u8; N]> {
+    if ctx.data() + N > ctx.data_end() {
+        ctx.pull_data(N as u32).ok()?;
     }
-    ctx.store(0, bytes, 0).is_ok()
+    // Pointers are re-derived: pulling (or a caller's adjust_room) moves the data.
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + N > end {
+        return None;
+    }
+    // SAFETY: the range was just checked against data_end, as the verifier requires; a
+    // byte array needs no alignment; the kernel unclones the skb of a program that writes.
+    Some(unsafe { &mut *(start as *mut [u8; N]) })
+}
+
+/// Overwrites the first `N` bytes (after adjust_room or change_head made room for them).
+#[inline(always)]
+pub fn write<const N: usize>(ctx: &TcContext, bytes: &[u8; N]) -> bool {
+    match view_mut::<N>(ctx) {
+        Some(head) => {
+            *head = *bytes;
+            true
+        }
+        None => false,
+    }
 }

@@ -14,7 +14,7 @@ use vtep_common::{
 
 use crate::{
     encap, fdb, flood, head,
-    maps::{CONFIG, LOCAL, NEIGH, PORTS},
+    maps::{CONFIG, FDB, LOCAL, NEIGH, PORTS},
     miss,
     stats::count,
 };
@@ -38,7 +38,7 @@ pub fn ingress(ctx: &TcContext) -> i32 {
     if cfg.ready == 0 {
         return drop(counter::DROP_NOT_READY);
     }
-    let Some(eth) = head::read::<ETH_LEN>(ctx) else {
+    let Some(&eth) = head::view::<ETH_LEN>(ctx) else {
         return drop(counter::DROP_MALFORMED);
     };
     let dst = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
@@ -63,18 +63,18 @@ pub fn ingress(ctx: &TcContext) -> i32 {
         return flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_BUM);
     }
 
+    // Remote before local: the tunnel is the common path, and `fdb add` and `port add` keep
+    // permanent entries and local MACs apart, so the order decides nothing else.
     let key = MacVni::new(dst, vni);
+    if let Some(&entry) = unsafe { FDB.get(key) } {
+        return encap::unicast(ctx, cfg, &Remote::of(&entry), vni, &eth);
+    }
     if let Some(out) = unsafe { LOCAL.get(key) } {
         count(counter::LOCAL);
         return unsafe { bpf_redirect(*out, 0) } as i32;
     }
-    if let Some(entry) = fdb::lookup(&key, cfg) {
-        let to = Remote {
-            ip: entry.remote_ip,
-            port: entry.port,
-            _pad: 0,
-        };
-        return encap::unicast(ctx, cfg, &to, vni, &eth);
+    if let Some(entry) = fdb::learned(&key, cfg) {
+        return encap::unicast(ctx, cfg, &Remote::of(&entry), vni, &eth);
     }
     miss::fdb(vni, ifindex, dst);
     flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_NO_FDB)
@@ -90,10 +90,10 @@ fn sends_as_itself(ctx: &TcContext, port: &Port, eth: &[u8; ETH_LEN]) -> bool {
     let own_ip = |ip: [u8; 4]| ip == port.ipv4 || ip == [0; 4];
     // Read in packet memory, like the Ethernet header: this runs for every frame.
     match u16::from_be_bytes([eth[12], eth[13]]) {
-        ETH_P_IP => matches!(head::read::<{ ETH_LEN + 16 }>(ctx),
+        ETH_P_IP => matches!(head::view::<{ ETH_LEN + 16 }>(ctx),
             Some(h) if own_ip([h[26], h[27], h[28], h[29]])),
         // Sender hardware address, then sender protocol address.
-        ETH_P_ARP => matches!(head::read::<{ ETH_LEN + 18 }>(ctx),
+        ETH_P_ARP => matches!(head::view::<{ ETH_LEN + 18 }>(ctx),
             Some(h) if h[22..28] == port.mac && own_ip([h[28], h[29], h[30], h[31]])),
         _ => true,
     }
@@ -111,19 +111,17 @@ enum Arp {
 /// the `proxy` behaviour of the kernel's vxlan device.
 #[inline(always)]
 fn proxy_arp(ctx: &TcContext, ifindex: u32, vni: u32) -> Arp {
-    let Some(mut frame) = head::read::<ARP_FRAME_LEN>(ctx) else {
+    let Some(frame) = head::view_mut::<ARP_FRAME_LEN>(ctx) else {
         return Arp::Other;
     };
-    let Some(target) = wire::arp_request_target(&frame) else {
+    let Some(target) = wire::arp_request_target(frame) else {
         return Arp::Other;
     };
     let Some(neigh) = (unsafe { NEIGH.get(IpVni { ip: target, vni }) }) else {
         return Arp::Unknown(target);
     };
-    wire::arp_reply(&mut frame, &neigh.mac);
-    if !head::write(ctx, &frame) {
-        return Arp::Answered(drop(counter::DROP_MALFORMED));
-    }
+    // Rewritten in place: the request becomes the reply.
+    wire::arp_reply(frame, &neigh.mac);
     count(counter::ARP_REPLY);
     Arp::Answered(unsafe { bpf_redirect(ifindex, 0) as i32 })
 }

@@ -7,7 +7,9 @@ use std::{fs, io};
 use anyhow::{bail, Result};
 use aya::maps::MapError;
 use serde::Serialize;
-use vtep_common::{map_name, MacVni, Port, VniPorts, IFNAME_MAX, MAX_VNI_PORTS, NETNS_NAME_MAX};
+use vtep_common::{
+    map_name, FdbEntry, MacVni, Port, VniPorts, IFNAME_MAX, MAX_VNI_PORTS, NETNS_NAME_MAX,
+};
 
 use crate::{
     args::{Ipv4Prefix, Mac, Vni},
@@ -112,6 +114,18 @@ pub async fn add(pins: &Pins, req: &PortRequest) -> Result<()> {
             req.mac,
             req.vni.0,
             p.netns()
+        );
+    }
+    // The data path looks up permanent entries before local MACs: keep the two apart.
+    if let Ok(entry) = pins
+        .hash::<MacVni, FdbEntry>(map_name::FDB)?
+        .get(&MacVni::new(req.mac.0, req.vni.0), 0)
+    {
+        bail!(
+            "MAC {} has a permanent FDB entry in VNI {} (dst {}); delete it first",
+            req.mac,
+            req.vni.0,
+            std::net::Ipv4Addr::from(entry.remote_ip)
         );
     }
     let nl = Netlink::connect()?;

@@ -13,7 +13,7 @@ const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 430.0;
 const PLOT_TOP: f64 = 80.0;
 const PLOT_BOTTOM: f64 = 340.0;
-const COLORS: [&str; 4] = ["#9e9e9e", "#4e79a7", "#f28e2b", "#59a14f"];
+const COLORS: [&str; 5] = ["#9e9e9e", "#bab0ac", "#4e79a7", "#f28e2b", "#59a14f"];
 
 /// One panel of grouped bars.
 struct Panel {

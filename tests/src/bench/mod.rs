@@ -4,6 +4,7 @@
 //! `bench.json` and `bench.svg`; everything it builds is removed on every path.
 
 mod chart;
+mod floor;
 mod frames;
 mod program;
 mod report;
@@ -35,6 +36,8 @@ pub struct Plan {
     pub program_samples: u32,
     /// Passes of the repeated idle-frame run that calibrates out the timer.
     pub program_repeat: u32,
+    /// Whether the topologies are built and measured at all.
+    pub traffic: bool,
 }
 
 impl Plan {
@@ -44,6 +47,7 @@ impl Plan {
         ping_count: 50_000,
         program_samples: 20_000,
         program_repeat: 1_000_000,
+        traffic: true,
     };
     /// Every measurement once, briefly: checks the bench works, measures little.
     pub const QUICK: Plan = Plan {
@@ -52,6 +56,7 @@ impl Plan {
         ping_count: 5_000,
         program_samples: 1_000,
         program_repeat: 100_000,
+        traffic: true,
     };
 
     fn to_json(self) -> Value {
@@ -61,6 +66,7 @@ impl Plan {
             "ping_count": self.ping_count,
             "program_samples": self.program_samples,
             "program_repeat": self.program_repeat,
+            "traffic": self.traffic,
         })
     }
 }
@@ -80,13 +86,16 @@ fn check_interrupted() -> Result<()> {
 }
 
 /// Runs the bench and writes `bench.json` and `bench.svg` into `out_dir`.
-pub fn run(quick: bool, out_dir: &Path) -> Result<Report> {
+/// `traffic` false times only the programs: quick feedback while working on the data path.
+pub fn run(quick: bool, traffic: bool, out_dir: &Path) -> Result<Report> {
     let plan = if quick { Plan::QUICK } else { Plan::FULL };
-    let per_run = Metric::ALL.len() * Topology::ALL.len() + Program::ALL.len() * FDB_SIZES.len();
+    let plan = Plan { traffic, ..plan };
+    let topologies = if traffic { Topology::ALL.len() } else { 0 };
+    let per_run = Metric::ALL.len() * topologies + Program::ALL.len() * FDB_SIZES.len();
     let mut progress = Progress::new(plan.runs * per_run);
 
     let mut overlays: Vec<(Topology, Box<dyn Overlay>)> = Vec::new();
-    for t in Topology::ALL {
+    for t in Topology::ALL.into_iter().filter(|_| plan.traffic) {
         check_interrupted()?;
         progress.say(&format!("building {} ({})", t.key(), t.describe()));
         overlays.push((

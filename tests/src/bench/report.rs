@@ -157,12 +157,17 @@ impl Report {
             "medians of {} run(s), topologies measured in turn each run; the machine is shared, so compare ratios",
             self.plan.runs
         );
+        let (measured, shown): (&[Metric], &[Topology]) = if self.plan.traffic {
+            (&Metric::ALL, &Topology::ALL)
+        } else {
+            (&[], &[])
+        };
         let _ = write!(s, "\n{:<28}", "");
-        for t in Topology::ALL {
+        for t in shown {
             let _ = write!(s, "{:>12}", t.key());
         }
         s.push('\n');
-        for m in Metric::ALL {
+        for &m in measured {
             let _ = write!(s, "{:<28}", format!("{} ({})", m.label(), m.unit()));
             for t in Topology::ALL {
                 let _ = write!(

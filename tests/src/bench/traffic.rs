@@ -3,20 +3,22 @@
 
 use anyhow::{bail, Result};
 
-use super::Plan;
+use super::{floor::Floor, Plan};
 use crate::{iperf, latency, ping, Overlay, Plain, Stack, Testbed};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Topology {
     Plain,
+    Floor,
     Kernel,
     VtepTc,
     VtepXdp,
 }
 
 impl Topology {
-    pub const ALL: [Topology; 4] = [
+    pub const ALL: [Topology; 5] = [
         Topology::Plain,
+        Topology::Floor,
         Topology::Kernel,
         Topology::VtepTc,
         Topology::VtepXdp,
@@ -25,6 +27,7 @@ impl Topology {
     pub fn key(self) -> &'static str {
         match self {
             Topology::Plain => "plain",
+            Topology::Floor => "floor",
             Topology::Kernel => "kernel",
             Topology::VtepTc => "vtep_tc",
             Topology::VtepXdp => "vtep_xdp",
@@ -34,6 +37,9 @@ impl Topology {
     pub fn describe(self) -> &'static str {
         match self {
             Topology::Plain => "the two containers on one veth pair (the limit)",
+            Topology::Floor => {
+                "vtep's two veth hops joined by bare eBPF redirects, no tunnel (the least a VTEP here costs)"
+            }
             Topology::Kernel => "bridge + kernel vxlan on each host, DESIGN.md's classic commands",
             Topology::VtepTc => "vtep, TC encap and TC decap (the default)",
             Topology::VtepXdp => "vtep, TC encap and native XDP decap (--xdp-mode native)",
@@ -44,6 +50,7 @@ impl Topology {
     pub fn build(self, tag: &str) -> Result<Box<dyn Overlay>> {
         let overlay: Box<dyn Overlay> = match self {
             Topology::Plain => Box::new(Plain::new(tag)?),
+            Topology::Floor => Box::new(Floor::new(tag)?),
             Topology::Kernel => Box::new(Testbed::new(tag, [Stack::Kernel, Stack::Kernel])?),
             Topology::VtepTc => Box::new(Testbed::new(tag, [Stack::vtep(), Stack::vtep()])?),
             Topology::VtepXdp => {
