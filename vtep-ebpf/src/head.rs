@@ -11,22 +11,27 @@ use aya_ebpf::programs::TcContext;
 /// the stack builds headers linear).
 #[inline(always)]
 pub fn view<const N: usize>(ctx: &TcContext) -> Option<&[u8; N]> {
-    view_mut(ctx).map(|h| &*h)
+    // SAFETY: see `start`; a byte array needs no alignment.
+    start::<N>(ctx).map(|p| unsafe { &*p })
+}
+
+/// The same, to rewrite in place (the kernel unclones the skb of a program that writes).
+#[inline(always)]
+#[allow(clippy::mut_from_ref)] // The bytes are the packet's, not the context's.
+pub fn view_mut<const N: usize>(ctx: &TcContext) -> Option<&mut [u8; N]> {
+    // SAFETY: as for `view`; callers hold one view at a time.
+    start::<N>(ctx).map(|p| unsafe { &mut *p })
 }
 
 #[inline(always)]
-pub fn view_mut<const N: usize>(ctx: &TcContext) -> Option<&mut [u8; N]> {
+fn start<const N: usize>(ctx: &TcContext) -> Option<*mut [u8; N]> {
     if ctx.data() + N > ctx.data_end() {
         ctx.pull_data(N as u32).ok()?;
     }
     // Pointers are re-derived: pulling (or a caller's adjust_room) moves the data.
     let (start, end) = (ctx.data(), ctx.data_end());
-    if start + N > end {
-        return None;
-    }
-    // SAFETY: the range was just checked against data_end, as the verifier requires; a
-    // byte array needs no alignment; the kernel unclones the skb of a program that writes.
-    Some(unsafe { &mut *(start as *mut [u8; N]) })
+    // Checked against data_end right before use, as the verifier requires.
+    (start + N <= end).then_some(start as *mut [u8; N])
 }
 
 /// Overwrites the first `N` bytes (after adjust_room or change_head made room for them).
