@@ -459,6 +459,23 @@ fn bad_input_is_one_error_line_a_nonzero_exit_and_no_change() -> Result<()> {
             "no FDB entry",
         ),
         (
+            "port with the MAC of a permanent FDB entry",
+            vec![
+                "-n",
+                &h1,
+                "port",
+                "add",
+                &fresh,
+                "--mac",
+                "02:42:c0:a8:00:03",
+                "--addr",
+                "12.12.12.9/24",
+                "--vni",
+                "42",
+            ],
+            "has a permanent FDB entry",
+        ),
+        (
             "port add failing half-way",
             vec![
                 "-n",
