@@ -59,6 +59,15 @@ impl Plan {
         traffic: true,
     };
 
+    /// The topologies this plan builds and measures.
+    pub fn topologies(self) -> &'static [Topology] {
+        if self.traffic {
+            &Topology::ALL
+        } else {
+            &[]
+        }
+    }
+
     fn to_json(self) -> Value {
         json!({
             "runs": self.runs,
@@ -90,12 +99,12 @@ fn check_interrupted() -> Result<()> {
 pub fn run(quick: bool, traffic: bool, out_dir: &Path) -> Result<Report> {
     let plan = if quick { Plan::QUICK } else { Plan::FULL };
     let plan = Plan { traffic, ..plan };
-    let topologies = if traffic { Topology::ALL.len() } else { 0 };
-    let per_run = Metric::ALL.len() * topologies + Program::ALL.len() * FDB_SIZES.len();
+    let per_run =
+        Metric::ALL.len() * plan.topologies().len() + Program::ALL.len() * FDB_SIZES.len();
     let mut progress = Progress::new(plan.runs * per_run);
 
     let mut overlays: Vec<(Topology, Box<dyn Overlay>)> = Vec::new();
-    for t in Topology::ALL.into_iter().filter(|_| plan.traffic) {
+    for &t in plan.topologies() {
         check_interrupted()?;
         progress.say(&format!("building {} ({})", t.key(), t.describe()));
         overlays.push((

@@ -157,11 +157,8 @@ impl Report {
             "medians of {} run(s), topologies measured in turn each run; the machine is shared, so compare ratios",
             self.plan.runs
         );
-        let (measured, shown): (&[Metric], &[Topology]) = if self.plan.traffic {
-            (&Metric::ALL, &Topology::ALL)
-        } else {
-            (&[], &[])
-        };
+        let shown = self.plan.topologies();
+        let measured: &[Metric] = if shown.is_empty() { &[] } else { &Metric::ALL };
         let _ = write!(s, "\n{:<28}", "");
         for t in shown {
             let _ = write!(s, "{:>12}", t.key());
