@@ -10,7 +10,7 @@ pub mod wire;
 
 /// Bumped whenever a map's key or value layout changes; the pin directory carries it so a
 /// new loader never reuses maps pinned by an older one.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// skb mark of an encapsulated frame sent through the underlay's ingress so the kernel
 /// re-derives its protocol (IPv4) before `bpf_redirect_neigh` resolves the next hop.
@@ -37,11 +37,15 @@ pub mod map_name {
 /// Map capacities. The FDB is allocated on demand (BPF_F_NO_PREALLOC), so a large limit
 /// costs nothing until it is used.
 pub const MAX_PORTS: u32 = 4096;
+/// Default capacity of the permanent FDB (`vtep up --max-fdb`).
 pub const MAX_FDB: u32 = 1 << 20;
 /// Learned entries live in an LRU map of this size unless `vtep up --max-learned` says
 /// otherwise: a flood of fake source MACs can evict only other learned entries.
 pub const DEFAULT_MAX_LEARNED: u32 = 1 << 16;
-pub const MAX_NEIGH: u32 = 1 << 16;
+/// Default capacity of the neighbour table (`vtep up --max-neigh`).
+pub const MAX_NEIGH: u32 = 1 << 20;
+/// (VTEP, VNI) pairs `--strict-peers` can know: one per FDB entry at most.
+pub const MAX_PEERS: u32 = 1 << 20;
 pub const MAX_VNIS: u32 = 4096;
 /// Remote VTEPs in one VNI's flood list, and local ports of one VNI: both are replicated
 /// by bounded loops in the data path.
@@ -79,10 +83,20 @@ pub struct Config {
     /// Non-zero when IP forwarding is on for the underlay device, the one case where
     /// `bpf_fib_lookup` answers.
     pub fib_ok: u8,
-    pub _pad: [u8; 2],
+    /// Where VXLAN is decapsulated: `DECAP_TC`, `DECAP_XDP_NATIVE` or `DECAP_XDP_GENERIC`.
+    /// Read only by the loader, so a later `vtep up` keeps it.
+    pub decap: u8,
+    pub _pad: u8,
     /// Learned FDB entries older than this are ignored and removed.
     pub ageing_ns: u64,
+    /// Name of the underlay device, NUL padded: a device re-created under this name is
+    /// attached again by `vtep up`. Read only by the loader.
+    pub underlay_name: [u8; IFNAME_MAX],
 }
+
+pub const DECAP_TC: u8 = 0;
+pub const DECAP_XDP_NATIVE: u8 = 1;
+pub const DECAP_XDP_GENERIC: u8 = 2;
 
 /// A MAC address inside one VNI: the key of the FDB and of the local-port table.
 #[repr(C)]
@@ -104,8 +118,11 @@ impl MacVni {
 }
 
 /// Entry flag: added by hand (`bridge fdb ... permanent`), never aged out. Permanent
-/// entries live in the FDB map, learned ones in the LEARNED map.
+/// entries live in the FDB map, learned ones (flags 0) in the LEARNED map.
 pub const FDB_PERMANENT: u16 = 1;
+/// Entry flag: installed by a control plane (`extern_learn` in iproute2), never aged out;
+/// it lives in the FDB map beside the hand-made entries, which a control plane never touches.
+pub const FDB_EXTERN: u16 = 2;
 
 /// Where a remote MAC lives: the VTEP to tunnel to.
 #[repr(C)]
@@ -139,6 +156,9 @@ pub struct Port {
     pub netns: [u8; NETNS_NAME_MAX],
     /// Interface name inside the container, NUL padded.
     pub ifname: [u8; IFNAME_MAX],
+    /// Cookie of the container namespace (never reused by the kernel): a namespace of the
+    /// same name made by someone else later is never mistaken for this one.
+    pub netns_cookie: u64,
 }
 
 pub const NETNS_NAME_MAX: usize = 64;
@@ -150,7 +170,8 @@ pub const IFNAME_MAX: usize = 16;
 pub struct Remote {
     pub ip: [u8; 4],
     pub port: u16,
-    pub _pad: u16,
+    /// `FDB_EXTERN` when a control plane put it on the list; read only by the loader.
+    pub flags: u16,
 }
 
 impl Remote {
@@ -159,7 +180,7 @@ impl Remote {
         Remote {
             ip: entry.remote_ip,
             port: entry.port,
-            _pad: 0,
+            flags: 0,
         }
     }
 }
@@ -212,8 +233,13 @@ pub struct IpVni {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NeighEntry {
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// `NEIGH_EXTERN` when a control plane installed it; 0 when added by hand.
+    pub flags: u8,
+    pub _pad: u8,
 }
+
+/// Neighbour flag: installed by a control plane (`extern_learn`).
+pub const NEIGH_EXTERN: u8 = 1;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -239,7 +265,7 @@ mod tests {
     fn map_types_have_no_implicit_padding() {
         assert_eq!(
             size_of::<Config>(),
-            4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + 8
+            4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 8 + IFNAME_MAX
         );
         assert_eq!(size_of::<Remote>(), 8);
         assert_eq!(size_of::<FloodList>(), 4 + 8 * MAX_FLOOD);
@@ -251,7 +277,7 @@ mod tests {
         assert_eq!(size_of::<NeighEntry>(), 8);
         assert_eq!(
             size_of::<Port>(),
-            4 + 6 + 1 + 1 + 4 + 4 + 1 + 3 + NETNS_NAME_MAX + IFNAME_MAX
+            4 + 6 + 1 + 1 + 4 + 4 + 1 + 3 + NETNS_NAME_MAX + IFNAME_MAX + 8
         );
     }
 }

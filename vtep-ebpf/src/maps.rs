@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use vtep_common::{
     counter, Config, FdbEntry, FloodList, IpVni, MacVni, NeighEntry, Port, VniPorts,
-    DEFAULT_MAX_LEARNED, MAX_FDB, MAX_NEIGH, MAX_PORTS, MAX_VNIS, MISSES_BYTES,
+    DEFAULT_MAX_LEARNED, MAX_FDB, MAX_NEIGH, MAX_PEERS, MAX_PORTS, MAX_VNIS, MISSES_BYTES,
 };
 
 #[map(name = "VTEP_CONFIG")]
@@ -34,7 +34,7 @@ pub static LEARNED: LruHashMap<MacVni, FdbEntry> = LruHashMap::pinned(DEFAULT_MA
 /// (VTEP address, VNI) -> how many FDB entries and flood-list slots name it: the peers
 /// `--strict-peers` accepts. Kept by the loader.
 #[map(name = "VTEP_PEERS")]
-pub static PEERS: HashMap<IpVni, u32> = HashMap::pinned(MAX_NEIGH, BPF_F_NO_PREALLOC);
+pub static PEERS: HashMap<IpVni, u32> = HashMap::pinned(MAX_PEERS, BPF_F_NO_PREALLOC);
 
 /// (IP, VNI) -> MAC, for answering ARP on behalf of remote containers.
 #[map(name = "VTEP_NEIGH")]

@@ -115,13 +115,13 @@ pub fn parse_ttl(s: &str) -> Result<u8> {
     }
 }
 
-pub fn parse_max_learned(s: &str) -> Result<u32> {
+/// A table capacity: at least 1, at most 16,777,216 entries (the kernel allocates FDB and
+/// neighbour entries on demand, so a large capacity costs nothing until used).
+pub fn parse_capacity(s: &str) -> Result<u32> {
+    const MOST: u32 = 1 << 24;
     match s.parse::<u32>() {
-        Ok(n) if (1..=vtep_common::MAX_FDB).contains(&n) => Ok(n),
-        _ => bail!(
-            "invalid --max-learned \"{s}\" (expected 1..={})",
-            vtep_common::MAX_FDB
-        ),
+        Ok(n) if (1..=MOST).contains(&n) => Ok(n),
+        _ => bail!("invalid table size \"{s}\" (expected 1..={MOST})"),
     }
 }
 
@@ -187,41 +187,77 @@ pub fn parse_mtu(s: &str) -> Result<u32> {
     }
 }
 
-/// `KEYWORD VALUE` pairs after a command's positional arguments, as iproute2 takes them
-/// (`dst 192.168.104.3 vni 42 port 4789`).
-pub struct Keywords(BTreeMap<&'static str, String>);
+/// Input the command line or a batch line got wrong: one line, exit code 2, like every
+/// other parse error (clap's included), and nothing changed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+fn bad(msg: String) -> anyhow::Error {
+    BadInput(msg).into()
+}
+
+/// `KEYWORD VALUE` pairs and lone flag words after a command's positional arguments, as
+/// iproute2 takes them (`dst 192.168.104.3 vni 42 port 4789 extern_learn`).
+pub struct Keywords {
+    values: BTreeMap<&'static str, String>,
+    flags: Vec<&'static str>,
+}
 
 impl Keywords {
-    /// Splits `args` into pairs; every keyword must be one of `allowed`, at most once.
-    pub fn parse(args: &[String], allowed: &[&'static str]) -> Result<Self> {
-        let mut map = BTreeMap::new();
+    /// Splits `args`; every keyword must be one of `allowed` (taking a value) or `flags`
+    /// (taking none), each at most once.
+    pub fn parse(
+        args: &[String],
+        allowed: &[&'static str],
+        flags: &[&'static str],
+    ) -> Result<Self> {
+        let mut kw = Keywords {
+            values: BTreeMap::new(),
+            flags: Vec::new(),
+        };
         let mut it = args.iter();
         while let Some(word) = it.next() {
+            if let Some(&flag) = flags.iter().find(|f| **f == word.as_str()) {
+                if kw.flags.contains(&flag) {
+                    return Err(bad(format!("\"{flag}\" given twice")));
+                }
+                kw.flags.push(flag);
+                continue;
+            }
             let Some(&key) = allowed.iter().find(|k| **k == word.as_str()) else {
-                bail!(
+                let expected: Vec<&str> = allowed.iter().chain(flags).copied().collect();
+                return Err(bad(format!(
                     "unknown argument \"{word}\" (expected one of: {})",
-                    allowed.join(", ")
-                );
+                    expected.join(", ")
+                )));
             };
             let Some(value) = it.next() else {
-                bail!("\"{key}\" needs a value");
+                return Err(bad(format!("\"{key}\" needs a value")));
             };
-            if map.insert(key, value.clone()).is_some() {
-                bail!("\"{key}\" given twice");
+            if kw.values.insert(key, value.clone()).is_some() {
+                return Err(bad(format!("\"{key}\" given twice")));
             }
         }
-        Ok(Keywords(map))
+        Ok(kw)
     }
 
     pub fn required<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T>) -> Result<T> {
-        match self.0.get(key) {
-            Some(v) => parse(v),
-            None => bail!("missing \"{key}\""),
+        match self.values.get(key) {
+            Some(v) => parse(v).map_err(|e| bad(e.to_string())),
+            None => Err(bad(format!("missing \"{key}\""))),
         }
     }
 
     pub fn optional<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T>) -> Result<Option<T>> {
-        self.0.get(key).map(|v| parse(v)).transpose()
+        self.values
+            .get(key)
+            .map(|v| parse(v).map_err(|e| bad(e.to_string())))
+            .transpose()
+    }
+
+    pub fn flag(&self, flag: &str) -> bool {
+        self.flags.contains(&flag)
     }
 }
 
@@ -299,8 +335,12 @@ mod tests {
 
     #[test]
     fn keywords() {
-        let k =
-            Keywords::parse(&words("dst 192.168.104.3 vni 42"), &["dst", "vni", "port"]).unwrap();
+        let k = Keywords::parse(
+            &words("dst 192.168.104.3 vni 42 extern_learn"),
+            &["dst", "vni", "port"],
+            &["extern_learn"],
+        )
+        .unwrap();
         assert_eq!(
             k.required("dst", parse_ipv4).unwrap(),
             Ipv4Addr::new(192, 168, 104, 3)
@@ -308,8 +348,9 @@ mod tests {
         assert_eq!(k.required("vni", |s| s.parse::<Vni>()).unwrap(), Vni(42));
         assert_eq!(k.optional("port", |s| s.parse::<UdpPort>()).unwrap(), None);
         assert!(k.required("port", |s| s.parse::<UdpPort>()).is_err());
-        assert!(Keywords::parse(&words("dst"), &["dst"]).is_err());
-        assert!(Keywords::parse(&words("via 1.2.3.4"), &["dst"]).is_err());
-        assert!(Keywords::parse(&words("vni 1 vni 2"), &["vni"]).is_err());
+        assert!(k.flag("extern_learn"));
+        assert!(Keywords::parse(&words("dst"), &["dst"], &[]).is_err());
+        assert!(Keywords::parse(&words("via 1.2.3.4"), &["dst"], &[]).is_err());
+        assert!(Keywords::parse(&words("vni 1 vni 2"), &["vni"], &[]).is_err());
     }
 }

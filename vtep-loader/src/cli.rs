@@ -20,8 +20,20 @@ pub struct Cli {
     /// JSON output for show and stats.
     #[arg(short = 'j', long = "json", global = true)]
     pub json: bool,
+    /// Run the commands in FILE (`-` for standard input), one per line, in one process
+    /// under one lock, like `ip -batch`.
+    #[arg(
+        short = 'b',
+        long = "batch",
+        value_name = "FILE",
+        conflicts_with = "command"
+    )]
+    pub batch: Option<String>,
+    /// With --batch: go on after a line fails.
+    #[arg(long, requires = "batch")]
+    pub force: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -30,6 +42,10 @@ pub enum Command {
     Up(UpArgs),
     /// Remove everything `up` and `port add` created.
     Down,
+    /// The tunnel's settings, attachment and tables (like `ip -d link show vxlan1`).
+    Show,
+    /// Remove the state of network namespaces that are gone (deleted without `vtep down`).
+    Prune,
     /// Container ports (the bridge ports of the classic setup).
     Port {
         #[command(subcommand)]
@@ -49,19 +65,30 @@ pub enum Command {
     Stats,
     /// Stream FDB and neighbour misses as they happen (like `ip monitor` with l2miss/l3miss).
     Monitor,
+    /// Print a shell completion script (install: `vtep completions bash >
+    /// /etc/bash_completion.d/vtep`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (install: `vtep man > /usr/local/share/man/man8/vtep.8`).
+    Man,
 }
 
-#[derive(clap::Args, Debug)]
+/// Every option keeps its current value when not given on a host that is up (like
+/// `ip link set`); the defaults apply when the host comes up.
+#[derive(clap::Args, Debug, Default)]
 pub struct UpArgs {
-    /// Underlay device VXLAN is sent and received on.
+    /// Underlay device VXLAN is sent and received on (required the first time).
     #[arg(long, value_parser = args::parse_ifname)]
-    pub dev: String,
-    /// This VTEP's underlay address (outer source IP).
+    pub dev: Option<String>,
+    /// This VTEP's underlay address, the outer source IP (required the first time).
     #[arg(long, value_parser = args::parse_ipv4)]
-    pub local: Ipv4Addr,
-    /// UDP port VXLAN is received on.
-    #[arg(long, default_value = "4789", value_parser = |s: &str| s.parse::<UdpPort>())]
-    pub port: UdpPort,
+    pub local: Option<Ipv4Addr>,
+    /// UDP port VXLAN is received on, and the default destination port of FDB entries
+    /// [default: 4789].
+    #[arg(long, value_parser = |s: &str| s.parse::<UdpPort>())]
+    pub port: Option<UdpPort>,
     /// Where VXLAN is decapsulated on the underlay device [default: tc, or xdp when
     /// --xdp-mode is given].
     #[arg(long, value_enum)]
@@ -69,27 +96,42 @@ pub struct UpArgs {
     /// XDP attach mode on the underlay device (implies --decap xdp).
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpModeArg>,
+    /// Learn remote MACs from received frames (the default).
+    #[arg(long, conflicts_with = "no_learning")]
+    pub learning: bool,
     /// Do not learn remote MACs from received frames (the kernel's `nolearning`).
     #[arg(long)]
     pub no_learning: bool,
-    /// Seconds a learned FDB entry lives without being seen again.
-    #[arg(long, default_value = "300", value_parser = args::parse_ageing)]
-    pub ageing: u32,
-    /// Outer UDP source port range; the port is hashed from the inner flow.
+    /// Seconds a learned FDB entry lives without being seen again [default: 300].
+    #[arg(long, value_parser = args::parse_ageing)]
+    pub ageing: Option<u32>,
+    /// Outer UDP source port range; the port is hashed from the inner flow
+    /// [default: 49152 65535].
     #[arg(long, num_args = 2, value_names = ["MIN", "MAX"], value_parser = |s: &str| s.parse::<UdpPort>())]
     pub srcport: Option<Vec<UdpPort>>,
-    /// Outer IPv4 TTL.
-    #[arg(long, default_value = "64", value_parser = args::parse_ttl)]
-    pub ttl: u8,
-    /// Outer IPv4 TOS: a number, or `inherit` to copy the inner IPv4 TOS (DSCP and ECN).
-    #[arg(long, default_value = "0", value_parser = |s: &str| s.parse::<Tos>())]
-    pub tos: Tos,
-    /// Accept VXLAN only from VTEPs in the VNI's FDB (added by hand) or flood list.
-    #[arg(long)]
+    /// Outer IPv4 TTL [default: 64].
+    #[arg(long, value_parser = args::parse_ttl)]
+    pub ttl: Option<u8>,
+    /// Outer IPv4 TOS: a number, or `inherit` to copy the inner IPv4 TOS (DSCP and ECN)
+    /// [default: 0].
+    #[arg(long, value_parser = |s: &str| s.parse::<Tos>())]
+    pub tos: Option<Tos>,
+    /// Accept VXLAN only from VTEPs in the VNI's FDB (permanent entries) or flood list.
+    #[arg(long, conflicts_with = "no_strict_peers")]
     pub strict_peers: bool,
-    /// Most learned FDB entries kept (least recently used go first; permanent entries never).
-    #[arg(long, default_value_t = vtep_common::DEFAULT_MAX_LEARNED, value_parser = args::parse_max_learned)]
-    pub max_learned: u32,
+    /// Accept VXLAN from any VTEP (the default).
+    #[arg(long)]
+    pub no_strict_peers: bool,
+    /// Most learned FDB entries kept (least recently used go first; permanent entries never)
+    /// [default: 65536]. Fixed until `vtep down`.
+    #[arg(long, value_parser = args::parse_capacity)]
+    pub max_learned: Option<u32>,
+    /// Most permanent FDB entries [default: 1048576]. Fixed until `vtep down`.
+    #[arg(long, value_parser = args::parse_capacity)]
+    pub max_fdb: Option<u32>,
+    /// Most neighbour entries [default: 1048576]. Fixed until `vtep down`.
+    #[arg(long, value_parser = args::parse_capacity)]
+    pub max_neigh: Option<u32>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,13 +178,13 @@ pub enum PortCommand {
         #[arg(value_name = "CONTAINER_NETNS", value_parser = args::parse_netns)]
         container: String,
     },
-    /// List ports.
+    /// List ports, flagging those whose namespace or veth is gone.
     Show,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum FdbCommand {
-    /// Add a remote MAC: MAC dst IP vni N [port P]. Fails if the entry exists.
+    /// Add a remote MAC: MAC dst IP vni N [port P] [extern_learn]. Fails if the entry exists.
     Add(FdbEntryArgs),
     /// Add or overwrite a remote MAC: MAC dst IP vni N [port P].
     Replace(FdbEntryArgs),
@@ -150,8 +192,17 @@ pub enum FdbCommand {
     Append(FdbEntryArgs),
     /// Delete a remote MAC (MAC vni N), or a flood-list VTEP (00:00:00:00:00:00 dst IP vni N).
     Del(FdbKeyArgs),
-    /// List entries.
-    Show,
+    /// List entries: [vni N] [dst IP] [permanent | dynamic | extern_learn].
+    Show(FilterArgs),
+    /// Delete every remote entry and flood-list VTEP matching: [vni N] [dst IP]
+    /// [permanent | dynamic | extern_learn].
+    Flush(FilterArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FilterArgs {
+    #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "FILTER")]
+    pub rest: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -174,12 +225,16 @@ pub struct FdbKeyArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum NeighCommand {
-    /// Add a neighbour: IP lladdr MAC vni N.
+    /// Add a neighbour: IP lladdr MAC vni N [extern_learn]. Fails if it exists.
     Add(NeighArgs),
+    /// Add or overwrite a neighbour: IP lladdr MAC vni N [extern_learn].
+    Replace(NeighArgs),
     /// Delete a neighbour: IP vni N.
     Del(NeighArgs),
-    /// List neighbours.
-    Show,
+    /// List neighbours: [IP] [vni N] [permanent | extern_learn].
+    Show(FilterArgs),
+    /// Delete every neighbour matching: [IP] [vni N] [permanent | extern_learn].
+    Flush(FilterArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -188,4 +243,28 @@ pub struct NeighArgs {
     pub ip: Ipv4Addr,
     #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "lladdr MAC vni N")]
     pub rest: Vec<String>,
+}
+
+/// A clap error as one line, like iproute2's: clap's usage block would bury the problem,
+/// but a missing argument's name is on the lines after the first, so it is kept.
+pub fn one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let mut lines = text.lines();
+    let first = lines
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .trim_end_matches(':');
+    if e.kind() == clap::error::ErrorKind::MissingRequiredArgument
+        || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let names: Vec<&str> = lines.take_while(|l| !l.is_empty()).map(str::trim).collect();
+        if !names.is_empty() {
+            return format!("{first}: {}", names.join(", "));
+        }
+        if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            return "missing subcommand (see --help)".to_string();
+        }
+    }
+    first.to_string()
 }

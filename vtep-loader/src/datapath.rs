@@ -16,7 +16,7 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
-use vtep_common::map_name;
+use vtep_common::{map_name, Config};
 
 /// The compiled eBPF object (built by build.rs through aya-build).
 pub static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vtep"));
@@ -25,13 +25,61 @@ pub const PORT_PROGRAM: &str = "vtep_port";
 pub const UNDERLAY_XDP_PROGRAM: &str = "vtep_underlay_xdp";
 pub const UNDERLAY_TC_PROGRAM: &str = "vtep_underlay_tc";
 
+/// Sizes of the tables chosen at `vtep up`.
+#[derive(Clone, Copy, Debug)]
+pub struct Capacity {
+    pub learned: u32,
+    pub fdb: u32,
+    pub neigh: u32,
+}
+
 /// Loads the object, creating (or reusing) the maps pinned in `pin_dir`.
-pub fn load(pin_dir: &Path, max_learned: u32) -> Result<Ebpf> {
+pub fn load(pin_dir: &Path, capacity: Capacity) -> Result<Ebpf> {
     EbpfLoader::new()
         .default_map_pin_directory(pin_dir)
-        .map_max_entries(map_name::LEARNED, max_learned)
+        .map_max_entries(map_name::LEARNED, capacity.learned)
+        .map_max_entries(map_name::FDB, capacity.fdb)
+        .map_max_entries(map_name::NEIGH, capacity.neigh)
         .load(OBJECT)
         .context("loading the eBPF object")
+}
+
+/// Writes the tunnel's settings into the loaded object's (pinned) CONFIG map.
+pub fn set_config(ebpf: &mut Ebpf, cfg: &Config) -> Result<()> {
+    let map = ebpf
+        .map_mut(map_name::CONFIG)
+        .context("CONFIG map missing from the object")?;
+    let mut config: aya::maps::Array<_, Config> = aya::maps::Array::try_from(map)?;
+    Ok(config.set(0, cfg, 0)?)
+}
+
+pub fn tc<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+    Ok(ebpf
+        .program_mut(name)
+        .context("program missing from the object")?
+        .try_into()?)
+}
+
+pub fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    Ok(ebpf
+        .program_mut(UNDERLAY_XDP_PROGRAM)
+        .context("XDP program missing from the object")?
+        .try_into()?)
+}
+
+/// Ids of the pinned programs (as bpftool shows them), by role.
+pub fn program_ids(pins: &crate::pins::Pins) -> std::collections::BTreeMap<&'static str, u32> {
+    [
+        ("port", pins.port_program()),
+        ("underlay_tc", pins.underlay_tc_program()),
+        ("underlay_xdp", pins.underlay_xdp_program()),
+    ]
+    .into_iter()
+    .filter_map(|(role, path)| {
+        let info = aya::programs::ProgramInfo::from_pin(path).ok()?;
+        Some((role, info.id()))
+    })
+    .collect()
 }
 
 /// The named TC program, verified and pinned at `pin` (replacing an older pin, so later
@@ -41,10 +89,7 @@ pub fn tc_program<'a>(
     name: &str,
     pin: &Path,
 ) -> Result<&'a mut SchedClassifier> {
-    let prog: &mut SchedClassifier = ebpf
-        .program_mut(name)
-        .context("program missing from the object")?
-        .try_into()?;
+    let prog = tc(ebpf, name)?;
     prog.load().with_context(|| format!("verifying {name}"))?;
     replace_pin(pin)?;
     prog.pin(pin).with_context(|| format!("pinning {name}"))?;
@@ -52,10 +97,7 @@ pub fn tc_program<'a>(
 }
 
 pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, pin: &Path) -> Result<&'a mut Xdp> {
-    let prog: &mut Xdp = ebpf
-        .program_mut(UNDERLAY_XDP_PROGRAM)
-        .context("program missing from the object")?
-        .try_into()?;
+    let prog = xdp(ebpf)?;
     prog.load().context("verifying the XDP program")?;
     replace_pin(pin)?;
     prog.pin(pin).context("pinning the XDP program")?;

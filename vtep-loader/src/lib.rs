@@ -1,32 +1,49 @@
-//! vtep's control plane: the `vtep` CLI, netlink topology, and the eBPF programs' loading,
-//! attachment and maps.
+//! vtep's control plane: the `vtep` CLI, netlink topology, the eBPF programs' loading and
+//! attachment, and the state layer every read and write of the tables goes through.
 
 pub mod args;
+pub mod batch;
 pub mod cli;
 pub mod datapath;
 pub mod fdb;
+pub mod host;
+pub mod lock;
 pub mod monitor;
 pub mod neigh;
 pub mod netns;
 pub mod output;
 pub mod pins;
 pub mod port;
+pub mod state;
 pub mod stats;
 pub mod topology;
 pub mod tunnel;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use clap::CommandFactory;
 
 use crate::{
     cli::{Cli, Command, FdbCommand, NeighCommand, PortCommand},
-    pins::Pins,
+    state::{Access, FdbOp, State},
 };
 
-/// Runs one parsed command. Everything happens on the calling thread: it has entered the
-/// target namespace, and netlink sockets and XDP/TC attachments follow the thread.
+/// Runs one parsed command line. Everything happens on the calling thread: it has entered
+/// the target namespace, and netlink sockets and XDP/TC attachments follow the thread.
 pub fn run(cli: Cli) -> Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
-        anyhow::bail!("must run as root (needs CAP_BPF and CAP_NET_ADMIN)");
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(*shell, &mut Cli::command(), "vtep", &mut std::io::stdout());
+            return Ok(());
+        }
+        Some(Command::Man) => {
+            return clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("writing the manual page");
+        }
+        _ => {}
+    }
+    if !nix::unistd::geteuid().is_root() {
+        bail!("must run as root (needs CAP_BPF and CAP_NET_ADMIN)");
     }
     let _inside = match &cli.netns {
         Some(name) => Some(netns::enter(&netns::open(name)?)?),
@@ -36,21 +53,70 @@ pub fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()
         .context("starting tokio")?;
-    rt.block_on(dispatch(cli))
+    rt.block_on(async {
+        match (cli.batch, cli.command) {
+            (Some(file), _) => batch::run(&file, cli.force, cli.json).await,
+            (None, Some(command)) => one(command, cli.json).await,
+            (None, None) => bail!(args::BadInput("missing command (try `vtep --help`)".into())),
+        }
+    })
 }
 
-async fn dispatch(cli: Cli) -> Result<()> {
-    let json = cli.json;
-    if let Command::Up(args) = &cli.command {
-        return tunnel::up(args).await;
+/// One command in its own process: opens the state it needs, as reader or writer.
+async fn one(command: Command, json: bool) -> Result<()> {
+    if let Command::Prune = command {
+        return tunnel::prune(json);
     }
-    if let Command::Down = &cli.command {
-        return tunnel::down().await;
+    let access = if writes(&command) {
+        state::Access::Write
+    } else {
+        Access::Read
+    };
+    let mut st = State::open(access).await?;
+    if let Command::Down = command {
+        return tunnel::down(st).await;
     }
-    pins::ensure_bpffs()?;
-    let pins = Pins::current()?;
-    match cli.command {
-        Command::Up(_) | Command::Down => unreachable!("handled above"),
+    let up = matches!(command, Command::Up(_));
+    let result = exec(&mut st, command, json).await;
+    if access == Access::Write && !up && matches!(result, Err(ref e) if is_not_up(e)) {
+        st.release_if_down()?;
+    }
+    result
+}
+
+fn is_not_up(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<state::StateError>(),
+        Some(state::StateError::NotUp)
+    )
+}
+
+/// Whether a command changes the host (and so must hold its lock).
+pub fn writes(command: &Command) -> bool {
+    match command {
+        Command::Show
+        | Command::Stats
+        | Command::Monitor
+        | Command::Completions { .. }
+        | Command::Man => false,
+        Command::Port { command } => !matches!(command, PortCommand::Show),
+        Command::Fdb { command } => !matches!(command, FdbCommand::Show(_)),
+        Command::Neigh { command } => !matches!(command, NeighCommand::Show(_)),
+        Command::Up(_) | Command::Down | Command::Prune => true,
+    }
+}
+
+/// Runs one command against an open state (a command line's, or one line of a batch).
+pub async fn exec(st: &mut State, command: Command, json: bool) -> Result<()> {
+    match command {
+        Command::Up(args) => tunnel::up(st, &args).await,
+        Command::Down => {
+            st.step(lock::Step::Down, async |s| Ok(s.teardown().await?))
+                .await?;
+            Ok(())
+        }
+        Command::Show => tunnel::show(st, json).await,
+        Command::Prune => tunnel::prune(json),
         Command::Port { command } => match command {
             PortCommand::Add {
                 container,
@@ -65,29 +131,35 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     netns: container,
                     mac,
                     addr,
-                    vni,
+                    vni: vni.0,
                     mtu,
                     ifname,
                     allow_spoofing,
                 };
-                port::add(&pins, &req).await
+                Ok(st.port_add(&req).await?)
             }
-            PortCommand::Del { container } => port::del(&pins, &container).await,
-            PortCommand::Show => port::show(&pins, json).await,
+            PortCommand::Del { container } => Ok(st.port_del(&container).await?),
+            PortCommand::Show => port::show(st, json).await,
         },
         Command::Fdb { command } => match command {
-            FdbCommand::Add(a) => fdb::add(&pins, &a, fdb::Op::Add),
-            FdbCommand::Replace(a) => fdb::add(&pins, &a, fdb::Op::Replace),
-            FdbCommand::Append(a) => fdb::add(&pins, &a, fdb::Op::Append),
-            FdbCommand::Del(a) => fdb::del(&pins, &a),
-            FdbCommand::Show => fdb::show(&pins, json).await,
+            FdbCommand::Add(a) => fdb::add(st, &a, FdbOp::Add).await,
+            FdbCommand::Replace(a) => fdb::add(st, &a, FdbOp::Replace).await,
+            FdbCommand::Append(a) => fdb::add(st, &a, FdbOp::Append).await,
+            FdbCommand::Del(a) => fdb::del(st, &a).await,
+            FdbCommand::Show(f) => fdb::show(st, &f, json).await,
+            FdbCommand::Flush(f) => fdb::flush(st, &f).await,
         },
         Command::Neigh { command } => match command {
-            NeighCommand::Add(a) => neigh::add(&pins, &a),
-            NeighCommand::Del(a) => neigh::del(&pins, &a),
-            NeighCommand::Show => neigh::show(&pins, json),
+            NeighCommand::Add(a) => neigh::add(st, &a, false),
+            NeighCommand::Replace(a) => neigh::add(st, &a, true),
+            NeighCommand::Del(a) => neigh::del(st, &a),
+            NeighCommand::Show(f) => neigh::show(st, &f, json),
+            NeighCommand::Flush(f) => neigh::flush(st, &f),
         },
-        Command::Stats => stats::show(&pins, json),
-        Command::Monitor => monitor::run(&pins, json).await,
+        Command::Stats => stats::show(st, json),
+        Command::Monitor => monitor::run(st, json).await,
+        Command::Completions { .. } | Command::Man => {
+            bail!(args::BadInput("not a command for a batch".into()))
+        }
     }
 }

@@ -1,31 +1,34 @@
 use std::process::ExitCode;
 
 use clap::{error::ErrorKind, Parser};
-use vtep_loader::cli::Cli;
+use vtep_loader::{args::BadInput, cli::Cli};
+
+/// Bad input, whichever parser rejected it (clap's exit code for usage errors).
+const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // iproute2 spells it `-batch`; clap's long options take two dashes.
+    let argv = std::env::args().map(|a| if a == "-batch" { "--batch".into() } else { a });
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            return ExitCode::from(2);
+            return match e.print() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            };
         }
         Err(e) => {
-            // One line, like iproute2: clap's usage block would bury the actual problem.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            eprintln!("vtep: {}", first.trim_start_matches("error: "));
-            return ExitCode::from(2);
+            eprintln!("vtep: {}", vtep_loader::cli::one_line(&e));
+            return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
     match vtep_loader::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vtep: {e:#}");
+            if e.chain().any(|c| c.is::<BadInput>()) {
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
             ExitCode::FAILURE
         }
     }

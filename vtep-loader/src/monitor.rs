@@ -4,19 +4,21 @@
 use std::{collections::HashMap, io::Write, net::Ipv4Addr};
 
 use anyhow::{Context, Result};
-use aya::maps::RingBuf;
 use serde_json::json;
 use tokio::io::unix::AsyncFd;
-use vtep_common::{map_name, Miss, MISS_FDB};
+use vtep_common::{Miss, MISS_FDB};
 
-use crate::{args::Mac, pins::Pins, port};
+use crate::{
+    args::Mac,
+    state::{State, Tables},
+};
 
-pub async fn run(pins: &Pins, json: bool) -> Result<()> {
-    pins.require_up()?;
-    let mut ring = RingBuf::try_from(pins.map(map_name::MISSES)?)?;
+pub async fn run(st: &mut State, json: bool) -> Result<()> {
+    st.tables()?;
+    let mut ring = Tables::misses(&st.pins)?;
     // Like `ip monitor`, report only what happens from now on.
     while ring.next().is_some() {}
-    let mut ports = port_names(pins)?;
+    let mut ports = port_names(st)?;
     // SAFETY: the ring buffer owns its fd and keeps it open for as long as AsyncFd holds it.
     let mut ring = unsafe { AsyncFd::register(ring) }
         .map_err(|e| e.into_parts().1)
@@ -34,7 +36,7 @@ pub async fn run(pins: &Pins, json: bool) -> Result<()> {
                     }
                     let miss: Miss = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
                     if !ports.contains_key(&miss.ifindex) {
-                        ports = port_names(pins)?;
+                        ports = port_names(st)?;
                     }
                     let port = ports.get(&miss.ifindex).cloned().unwrap_or_default();
                     let line = render(&miss, &port, json);
@@ -49,8 +51,9 @@ pub async fn run(pins: &Pins, json: bool) -> Result<()> {
     }
 }
 
-fn port_names(pins: &Pins) -> Result<HashMap<u32, String>> {
-    Ok(port::list(pins)?
+fn port_names(st: &mut State) -> Result<HashMap<u32, String>> {
+    Ok(st
+        .ports()?
         .into_iter()
         .map(|p| (p.host_ifindex, p.netns()))
         .collect())

@@ -1,5 +1,5 @@
-//! Where a namespace's vtep state lives: one bpffs directory per network namespace, in the
-//! caller's bpffs, versioned by map layout so an older loader's maps are never reused.
+//! Where a host's vtep state lives: one bpffs directory per network namespace, named by the
+//! namespace's cookie, versioned by map layout so an older loader's maps are never reused.
 
 use std::{
     fs,
@@ -7,53 +7,42 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use aya::{
-    maps::{Array, HashMap, Map, MapData, PerCpuArray},
-    Pod,
-};
-use vtep_common::{
-    counter, map_name, Config, FdbEntry, FloodList, IpVni, MacVni, NeighEntry, Port, VniPorts,
-    LAYOUT_VERSION,
-};
+use vtep_common::LAYOUT_VERSION;
 
-use crate::netns;
-
-pub const BPFFS: &str = "/sys/fs/bpf";
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+use crate::host::BPFFS;
 
 pub struct Pins {
     pub dir: PathBuf,
 }
 
-/// Mounts bpffs at /sys/fs/bpf when it is missing (it is not mounted by default everywhere).
-/// Refuses inside a private mount namespace (`ip netns exec`): a bpffs mounted there dies
-/// with the process, and the data path with it.
-pub fn ensure_bpffs() -> Result<()> {
-    let path = std::ffi::CString::new(BPFFS)?;
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
-        return Ok(());
-    }
-    let ino = |p: &str| {
-        fs::metadata(p)
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-            .ok()
-    };
-    if ino("/proc/self/ns/mnt") != ino("/proc/1/ns/mnt") {
-        bail!("no bpffs in this mount namespace (under `ip netns exec`?): use `vtep -n NETNS` instead");
-    }
-    netns::mount_bpffs(Path::new(BPFFS)).context("mounting bpffs at /sys/fs/bpf")
+/// The directory holding every host's state of this layout.
+fn layout_dir() -> PathBuf {
+    Path::new(BPFFS)
+        .join("vtep")
+        .join(format!("v{LAYOUT_VERSION}"))
 }
 
 impl Pins {
-    /// The state directory of the calling thread's network namespace.
-    pub fn current() -> Result<Self> {
-        let id = netns::current_id()?;
-        let dir = Path::new(BPFFS)
-            .join("vtep")
-            .join(format!("v{LAYOUT_VERSION}"))
-            .join(format!("netns-{id}"));
-        Ok(Self { dir })
+    /// The state directory of the host whose namespace has this cookie.
+    pub fn of(cookie: u64) -> Self {
+        Self {
+            dir: layout_dir().join(format!("netns-{cookie}")),
+        }
+    }
+
+    /// Every host with state of this layout, by cookie.
+    pub fn all() -> Vec<(u64, Self)> {
+        let Ok(entries) = fs::read_dir(layout_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                let cookie = name.to_str()?.strip_prefix("netns-")?.parse().ok()?;
+                Some((cookie, Self::of(cookie)))
+            })
+            .collect()
     }
 
     pub fn underlay_link(&self) -> PathBuf {
@@ -84,14 +73,6 @@ impl Pins {
         self.underlay_link().exists()
     }
 
-    pub fn require_up(&self) -> Result<()> {
-        if !self.is_up() {
-            self.refuse_other_layouts()?;
-            bail!("vtep is not up in this network namespace (run `vtep up` first)");
-        }
-        Ok(())
-    }
-
     /// State pinned by a vtep with another map layout is never reused (aya would reuse a
     /// pinned map without comparing layouts): say so instead.
     pub fn refuse_other_layouts(&self) -> Result<()> {
@@ -115,53 +96,6 @@ impl Pins {
             }
         }
         Ok(())
-    }
-
-    /// Opens every pinned map with the types this binary uses; aya refuses a map whose key
-    /// or value size differs, so a layout change without a version bump is caught too.
-    pub fn check_layout(&self) -> Result<()> {
-        self.config()?;
-        self.hash::<u32, Port>(map_name::PORTS)?;
-        self.hash::<MacVni, u32>(map_name::LOCAL)?;
-        self.hash::<MacVni, FdbEntry>(map_name::FDB)?;
-        self.hash::<MacVni, FdbEntry>(map_name::LEARNED)?;
-        self.hash::<IpVni, NeighEntry>(map_name::NEIGH)?;
-        self.hash::<IpVni, u32>(map_name::PEERS)?;
-        self.hash::<u32, FloodList>(map_name::FLOOD)?;
-        self.hash::<u32, VniPorts>(map_name::VNI_PORTS)?;
-        let stats = self.stats()?;
-        if stats.len() < counter::COUNT {
-            bail!(
-                "the pinned counters have {} slots, this vtep needs {}",
-                stats.len(),
-                counter::COUNT
-            );
-        }
-        Ok(())
-    }
-
-    pub fn map(&self, name: &str) -> Result<Map> {
-        let md = MapData::from_pin(self.dir.join(name))
-            .with_context(|| format!("opening pinned map {name}"))?;
-        Ok(Map::from_map_data(md)?)
-    }
-
-    pub fn hash<K: Pod, V: Pod>(&self, name: &str) -> Result<HashMap<MapData, K, V>> {
-        Ok(HashMap::try_from(self.map(name)?)?)
-    }
-
-    pub fn stats(&self) -> Result<PerCpuArray<MapData, u64>> {
-        Ok(PerCpuArray::try_from(self.map(map_name::STATS)?)?)
-    }
-
-    pub fn config(&self) -> Result<Config> {
-        let arr: Array<MapData, Config> = Array::try_from(self.map(map_name::CONFIG)?)?;
-        Ok(arr.get(&0, 0)?)
-    }
-
-    pub fn set_config(&self, cfg: &Config) -> Result<()> {
-        let mut arr: Array<MapData, Config> = Array::try_from(self.map(map_name::CONFIG)?)?;
-        Ok(arr.set(0, cfg, 0)?)
     }
 
     /// Removes the directory and everything pinned in it; pinned links detach as they go.

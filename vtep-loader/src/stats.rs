@@ -2,23 +2,11 @@
 
 use anyhow::Result;
 use serde_json::{Map, Value};
-use vtep_common::counter;
 
-use crate::pins::Pins;
+use crate::state::State;
 
-pub fn read(pins: &Pins) -> Result<Vec<(&'static str, u64)>> {
-    let stats = pins.stats()?;
-    let mut out = Vec::new();
-    for (id, (name, _)) in counter::ALL.iter().enumerate() {
-        let per_cpu = stats.get(&(id as u32), 0)?;
-        out.push((*name, per_cpu.iter().sum()));
-    }
-    Ok(out)
-}
-
-pub fn show(pins: &Pins, json: bool) -> Result<()> {
-    pins.require_up()?;
-    let counters = read(pins)?;
+pub fn show(st: &mut State, json: bool) -> Result<()> {
+    let counters = st.tables()?.counters()?;
     if json {
         let obj: Map<String, Value> = counters
             .into_iter()

@@ -1,68 +1,136 @@
-//! `vtep up` and `vtep down`: the tunnel itself (the vxlan device of the classic setup).
-//! `up` on a host that is already up is an upgrade: the maps stay, new programs take over
-//! every link atomically, and the settings are replaced.
+//! `vtep up`, `down`, `show` and `prune`: the tunnel itself (the vxlan device of the classic
+//! setup). `up` on a host that is already up is an upgrade: the maps stay, new programs take
+//! over every link atomically, and only the settings given change.
 
-use std::fs;
+use std::{fs, net::Ipv4Addr};
 
 use anyhow::{anyhow, bail, Context, Result};
-use aya::{maps::MapData, programs::XdpMode};
+use aya::programs::XdpMode;
+use serde::Serialize;
 use vtep_common::{
-    map_name,
-    wire::{SRCPORT_MAX, SRCPORT_MIN},
-    Config,
+    wire::{SRCPORT_MAX, SRCPORT_MIN, VXLAN_PORT},
+    Config, DECAP_TC, DECAP_XDP_GENERIC, DECAP_XDP_NATIVE, DEFAULT_MAX_LEARNED, IFNAME_MAX,
+    LAYOUT_VERSION, MAX_FDB, MAX_NEIGH,
 };
 
 use crate::{
     args::Tos,
     cli::{DecapArg, UpArgs, XdpModeArg},
-    datapath,
-    pins::{self, Pins},
-    port,
+    datapath::{self, Capacity},
+    host,
+    lock::{HostLock, Step},
+    output::{self, fixed, text_of},
+    pins::Pins,
+    state::{PortHealth, State, StateError},
     topology::Netlink,
 };
 
-pub async fn up(args: &UpArgs) -> Result<()> {
-    let decap = decap_mode(args)?;
+pub async fn up(st: &mut State, args: &UpArgs) -> Result<()> {
     if let Some([min, max]) = args.srcport.as_deref() {
         if min.0 > max.0 {
             bail!("--srcport range {} {} is empty", min.0, max.0);
         }
     }
-    pins::ensure_bpffs()?;
-    let pins = Pins::current()?;
-    pins.refuse_other_layouts()?;
+    st.pins.refuse_other_layouts()?;
+    let current = if st.is_up() { Some(st.config()?) } else { None };
+    let dev = match (&args.dev, &current) {
+        (Some(dev), _) => dev.clone(),
+        (None, Some(cfg)) => text_of(&cfg.underlay_name),
+        (None, None) => bail!("missing --dev (the underlay device)"),
+    };
+    let local = match (args.local, &current) {
+        (Some(local), _) => local,
+        (None, Some(cfg)) => Ipv4Addr::from(cfg.local_ip),
+        (None, None) => bail!("missing --local (this VTEP's underlay address)"),
+    };
     let nl = Netlink::connect()?;
     let ifindex = nl
-        .ifindex(&args.dev)
+        .ifindex(&dev)
         .await?
-        .ok_or_else(|| anyhow!("device \"{}\" does not exist", args.dev))?;
-    let Some(prefix) = nl.address_prefix(args.local).await? else {
-        bail!("{} is not an address of this host", args.local);
+        .ok_or_else(|| anyhow!("device \"{dev}\" does not exist"))?;
+    let Some(prefix) = nl.address_prefix(local).await? else {
+        bail!("{local} is not an address of this host");
     };
-    let underlay = Underlay {
-        ifindex,
-        prefix,
-        fib_ok: forwarding(&args.dev),
-    };
-    if pins.is_up() {
-        return upgrade(&pins, args, &underlay, decap);
+    let cfg = settings(args, current.as_ref(), &dev, local, ifindex, prefix)?;
+    match current {
+        Some(current) => upgrade(st, args, &current, cfg).await,
+        None => {
+            let capacity = Capacity {
+                learned: args.max_learned.unwrap_or(DEFAULT_MAX_LEARNED),
+                fdb: args.max_fdb.unwrap_or(MAX_FDB),
+                neigh: args.max_neigh.unwrap_or(MAX_NEIGH),
+            };
+            st.step(Step::Up, async |s| {
+                // Leftovers of an interrupted `up` are not state anyone relies on.
+                s.pins.remove()?;
+                s.pins.create()?;
+                let result = attach(&s.pins, &cfg, capacity, &dev, &[]);
+                if result.is_err() {
+                    let _ = s.pins.remove();
+                }
+                Ok(result?)
+            })
+            .await?;
+            st.reopen()
+        }
     }
-    // Leftovers of an interrupted `up` are not state anyone relies on.
-    pins.remove()?;
-    pins.create()?;
-    let result = attach(&pins, args, &underlay, decap, &[]);
-    if result.is_err() {
-        let _ = pins.remove();
-    }
-    result
 }
 
-/// What the data path needs to know about the underlay device.
-struct Underlay {
+/// The settings `up` asks for: each option given, else the live one, else the default.
+fn settings(
+    args: &UpArgs,
+    current: Option<&Config>,
+    dev: &str,
+    local: Ipv4Addr,
     ifindex: u32,
-    /// Prefix length of the local address: VTEPs in that subnet are on-link.
     prefix: u8,
-    fib_ok: bool,
+) -> Result<Config> {
+    let mut cfg = current.copied().unwrap_or(Config {
+        udp_port: VXLAN_PORT,
+        srcport_min: SRCPORT_MIN,
+        srcport_max: SRCPORT_MAX,
+        ttl: 64,
+        learning: 1,
+        ageing_ns: 300 * 1_000_000_000,
+        ..Config::default()
+    });
+    cfg.local_ip = local.octets();
+    cfg.underlay_ifindex = ifindex;
+    cfg.underlay_name = fixed::<IFNAME_MAX>(dev);
+    cfg.onlink_prefix = prefix;
+    cfg.fib_ok = u8::from(forwarding(dev));
+    cfg.ready = 1;
+    if let Some(p) = args.port {
+        cfg.udp_port = p.0;
+    }
+    if let Some([min, max]) = args.srcport.as_deref() {
+        (cfg.srcport_min, cfg.srcport_max) = (min.0, max.0);
+    }
+    if let Some(ttl) = args.ttl {
+        cfg.ttl = ttl;
+    }
+    if let Some(a) = args.ageing {
+        cfg.ageing_ns = u64::from(a) * 1_000_000_000;
+    }
+    if args.learning || args.no_learning {
+        cfg.learning = u8::from(args.learning);
+    }
+    if args.strict_peers || args.no_strict_peers {
+        cfg.strict_peers = u8::from(args.strict_peers);
+    }
+    match args.tos {
+        Some(Tos::Inherit) => (cfg.tos_inherit, cfg.tos) = (1, 0),
+        Some(Tos::Fixed(t)) => (cfg.tos_inherit, cfg.tos) = (0, t),
+        None => {}
+    }
+    cfg.decap = match (args.decap, args.xdp_mode) {
+        (Some(DecapArg::Tc), Some(_)) => bail!("--xdp-mode needs --decap xdp"),
+        (Some(DecapArg::Tc), None) => DECAP_TC,
+        (_, Some(XdpModeArg::Generic)) => DECAP_XDP_GENERIC,
+        (_, Some(XdpModeArg::Native)) | (Some(DecapArg::Xdp), None) => DECAP_XDP_NATIVE,
+        (None, None) => cfg.decap,
+    };
+    Ok(cfg)
 }
 
 /// IP forwarding on `dev` (read in the namespace this thread is in): only then does
@@ -72,48 +140,11 @@ fn forwarding(dev: &str) -> bool {
         .is_ok_and(|v| v.trim() == "1")
 }
 
-enum Decap {
-    Tc,
-    Xdp(XdpMode),
-}
-
-fn decap_mode(args: &UpArgs) -> Result<Decap> {
-    let xdp = |m| match m {
-        XdpModeArg::Native => Decap::Xdp(XdpMode::Driver),
-        XdpModeArg::Generic => Decap::Xdp(XdpMode::Skb),
-    };
-    Ok(match (args.decap, args.xdp_mode) {
-        (Some(DecapArg::Tc), Some(_)) => bail!("--xdp-mode needs --decap xdp"),
-        (Some(DecapArg::Tc), None) | (None, None) => Decap::Tc,
-        (Some(DecapArg::Xdp), None) => xdp(XdpModeArg::Native),
-        (_, Some(m)) => xdp(m),
-    })
-}
-
-fn config(args: &UpArgs, underlay: &Underlay) -> Config {
-    let (srcport_min, srcport_max) = match args.srcport.as_deref() {
-        Some([min, max]) => (min.0, max.0),
-        _ => (SRCPORT_MIN, SRCPORT_MAX),
-    };
-    Config {
-        local_ip: args.local.octets(),
-        underlay_ifindex: underlay.ifindex,
-        udp_port: args.port.0,
-        srcport_min,
-        srcport_max,
-        ttl: args.ttl,
-        ready: 1,
-        learning: u8::from(!args.no_learning),
-        tos_inherit: u8::from(args.tos == Tos::Inherit),
-        tos: match args.tos {
-            Tos::Fixed(t) => t,
-            Tos::Inherit => 0,
-        },
-        strict_peers: u8::from(args.strict_peers),
-        onlink_prefix: underlay.prefix,
-        fib_ok: u8::from(underlay.fib_ok),
-        _pad: [0; 2],
-        ageing_ns: u64::from(args.ageing) * 1_000_000_000,
+fn xdp_mode(decap: u8) -> Option<XdpMode> {
+    match decap {
+        DECAP_XDP_NATIVE => Some(XdpMode::Driver),
+        DECAP_XDP_GENERIC => Some(XdpMode::Skb),
+        _ => None,
     }
 }
 
@@ -121,12 +152,12 @@ fn config(args: &UpArgs, underlay: &Underlay) -> Config {
 /// the underlay and every port in `ports` (host ifname, ifindex).
 fn attach(
     pins: &Pins,
-    args: &UpArgs,
-    underlay: &Underlay,
-    decap: Decap,
+    cfg: &Config,
+    capacity: Capacity,
+    dev: &str,
     ports: &[(String, u32)],
 ) -> Result<()> {
-    let mut ebpf = datapath::load(&pins.dir, args.max_learned)?;
+    let mut ebpf = datapath::load(&pins.dir, capacity)?;
     // Everything is verified before anything live changes.
     datapath::tc_program(&mut ebpf, datapath::PORT_PROGRAM, &pins.port_program())?;
     datapath::tc_program(
@@ -134,74 +165,295 @@ fn attach(
         datapath::UNDERLAY_TC_PROGRAM,
         &pins.underlay_tc_program(),
     )?;
-    if let Decap::Xdp(_) = decap {
+    let xdp = xdp_mode(cfg.decap);
+    if xdp.is_some() {
         datapath::xdp_program(&mut ebpf, &pins.underlay_xdp_program())?;
     }
-    pins.set_config(&config(args, underlay))?;
+    datapath::set_config(&mut ebpf, cfg)?;
     // TC is always there: it decapsulates (behind XDP, what XDP passes on) and finishes the
     // frames the port program routes through the underlay's ingress.
-    let underlay_tc = tc(&mut ebpf, datapath::UNDERLAY_TC_PROGRAM)?;
-    datapath::tc_link(underlay_tc, &args.dev, &pins.underlay_link())?;
-    match decap {
-        Decap::Xdp(mode) => {
-            let prog: &mut aya::programs::Xdp = ebpf
-                .program_mut(datapath::UNDERLAY_XDP_PROGRAM)
-                .context("XDP program")?
-                .try_into()?;
-            datapath::xdp_link(prog, underlay.ifindex, mode, &pins.underlay_xdp_link())?;
+    let underlay_tc = datapath::tc(&mut ebpf, datapath::UNDERLAY_TC_PROGRAM)?;
+    datapath::tc_link(underlay_tc, dev, &pins.underlay_link())?;
+    match xdp {
+        Some(mode) => {
+            let prog = datapath::xdp(&mut ebpf)?;
+            datapath::xdp_link(prog, cfg.underlay_ifindex, mode, &pins.underlay_xdp_link())?;
         }
-        Decap::Tc => {
+        None => {
             // Switching from XDP to TC: drop the XDP link.
             let _ = fs::remove_file(pins.underlay_xdp_link());
             let _ = fs::remove_file(pins.underlay_xdp_program());
         }
     }
-    let port_prog = tc(&mut ebpf, datapath::PORT_PROGRAM)?;
+    let port_prog = datapath::tc(&mut ebpf, datapath::PORT_PROGRAM)?;
     for (ifname, index) in ports {
         datapath::tc_link(port_prog, ifname, &pins.port_link(*index))?;
     }
     Ok(())
 }
 
-fn tc<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> Result<&'a mut aya::programs::SchedClassifier> {
-    Ok(ebpf
-        .program_mut(name)
-        .context("program missing from the object")?
-        .try_into()?)
-}
-
-/// `up` on a live host: same underlay device and learned-table size, everything else may
-/// change. The maps (tables, counters) carry over; no link is ever without a program.
-fn upgrade(pins: &Pins, args: &UpArgs, underlay: &Underlay, decap: Decap) -> Result<()> {
-    let current = pins.config()?;
-    if current.underlay_ifindex != underlay.ifindex {
-        bail!("vtep is up on another underlay device here (run `vtep down` first to move it)");
+/// `up` on a live host: same underlay device and table sizes, everything else may change.
+/// The maps (tables, counters) carry over; no link is ever without a program. Everything
+/// is checked before anything changes.
+async fn upgrade(st: &mut State, args: &UpArgs, current: &Config, cfg: Config) -> Result<()> {
+    let current_dev = text_of(&current.underlay_name);
+    if text_of(&cfg.underlay_name) != current_dev {
+        bail!(
+            "vtep is up on {current_dev} here: moving it to another device needs `vtep down` first"
+        );
     }
-    let learned =
-        MapData::from_pin(pins.dir.join(map_name::LEARNED)).context("opening the learned table")?;
-    let size = learned.info()?.max_entries();
-    if size != args.max_learned {
-        bail!("the learned table holds {size} entries; changing --max-learned needs `vtep down` first");
+    let have = st.tables()?.capacity;
+    for (flag, asked, size) in [
+        ("--max-learned", args.max_learned, have.learned),
+        ("--max-fdb", args.max_fdb, have.fdb),
+        ("--max-neigh", args.max_neigh, have.neigh),
+    ] {
+        if asked.is_some_and(|a| a != size) {
+            bail!("the table holds {size} entries; changing {flag} needs `vtep down` first");
+        }
     }
-    pins.check_layout()?;
-    let ports: Vec<(String, u32)> = port::list(pins)?
-        .into_iter()
-        .map(|p| (port::host_ifname(&p.netns()), p.host_ifindex))
-        .collect();
-    attach(pins, args, underlay, decap, &ports)
-}
-
-pub async fn down() -> Result<()> {
-    let pins = Pins::current()?;
-    if !pins.dir.exists() {
-        pins.refuse_other_layouts()?;
-        bail!("vtep is not up in this network namespace");
-    }
+    let capacity = Capacity {
+        learned: have.learned,
+        fdb: have.fdb,
+        neigh: have.neigh,
+    };
+    // Ports whose veth is gone have no link to carry a program: leave them to `port del`.
     let nl = Netlink::connect()?;
-    for p in port::list(&pins)? {
-        p.teardown(&pins, &nl).await?;
+    let ports: Vec<(String, u32)> = st
+        .ports_checked(&nl)
+        .await?
+        .into_iter()
+        .filter(|p| p.health == PortHealth::Ok)
+        .map(|p| (p.host_ifname(), p.host_ifindex))
+        .collect();
+    // The underlay device was deleted and made again under its name: its links died with
+    // it, so attach anew instead of swapping programs into dead links.
+    if current.underlay_ifindex != cfg.underlay_ifindex {
+        let _ = fs::remove_file(st.pins.underlay_link());
+        let _ = fs::remove_file(st.pins.underlay_xdp_link());
     }
-    pins.remove()?;
-    pins.prune_parents();
+    attach(&st.pins, &cfg, capacity, &current_dev, &ports)?;
+    st.reopen()
+}
+
+pub async fn down(mut st: State) -> Result<()> {
+    if !st.pins.dir.exists() {
+        st.pins.refuse_other_layouts()?;
+        st.release()?;
+        return Err(StateError::NotUp.into());
+    }
+    st.step(Step::Down, async |s| Ok(s.teardown().await?))
+        .await?;
+    st.release()
+}
+
+#[derive(Serialize)]
+struct Show {
+    dev: String,
+    ifindex: u32,
+    attached: bool,
+    local: Ipv4Addr,
+    port: u16,
+    decap: &'static str,
+    learning: bool,
+    ageing: u64,
+    ttl: u8,
+    tos: String,
+    srcport: [u16; 2],
+    strict_peers: bool,
+    capacity: crate::state::Capacities,
+    used: Used,
+    layout: u32,
+    state: String,
+    maps: std::collections::BTreeMap<&'static str, u32>,
+    programs: std::collections::BTreeMap<&'static str, u32>,
+    ports_broken: usize,
+}
+
+#[derive(Serialize)]
+struct Used {
+    fdb: usize,
+    learned: usize,
+    neigh: usize,
+    ports: usize,
+}
+
+pub async fn show(st: &mut State, json: bool) -> Result<()> {
+    warn_stale()?;
+    let cfg = st.config()?;
+    let nl = Netlink::connect()?;
+    let dev = text_of(&cfg.underlay_name);
+    // Attached: the device the programs were linked to is still there, under its name.
+    let attached = nl.link_name(cfg.underlay_ifindex).await?.as_deref() == Some(dev.as_str())
+        && st.pins.underlay_link().exists();
+    let ports = st.ports_checked(&nl).await?;
+    let rows = st.fdb_rows()?;
+    let learned = rows
+        .iter()
+        .filter(|r| r.origin == crate::state::Origin::Learned)
+        .count();
+    let fdb = rows
+        .iter()
+        .filter(|r| matches!(r.kind, crate::state::FdbRowKind::Remote { .. }))
+        .count()
+        - learned;
+    let neigh = st.neigh_rows()?.len();
+    let state = st.pins.dir.display().to_string();
+    let programs = datapath::program_ids(&st.pins);
+    let t = st.tables()?;
+    let show = Show {
+        dev,
+        ifindex: cfg.underlay_ifindex,
+        attached,
+        local: Ipv4Addr::from(cfg.local_ip),
+        port: cfg.udp_port,
+        decap: match cfg.decap {
+            DECAP_XDP_NATIVE => "xdp-native",
+            DECAP_XDP_GENERIC => "xdp-generic",
+            _ => "tc",
+        },
+        learning: cfg.learning != 0,
+        ageing: cfg.ageing_ns / 1_000_000_000,
+        ttl: cfg.ttl,
+        tos: if cfg.tos_inherit != 0 {
+            "inherit".into()
+        } else {
+            format!("{:#x}", cfg.tos)
+        },
+        srcport: [cfg.srcport_min, cfg.srcport_max],
+        strict_peers: cfg.strict_peers != 0,
+        capacity: t.capacity,
+        used: Used {
+            fdb,
+            learned,
+            neigh,
+            ports: ports.len(),
+        },
+        layout: LAYOUT_VERSION,
+        state,
+        maps: t.ids.iter().copied().collect(),
+        programs,
+        ports_broken: ports.iter().filter(|p| p.health != PortHealth::Ok).count(),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&show)?);
+        return Ok(());
+    }
+    let on = |b: bool| if b { "on" } else { "off" };
+    println!(
+        "vtep dev {} ({}) local {} port {} decap {}",
+        show.dev,
+        if show.attached {
+            "attached"
+        } else {
+            "DETACHED: run `vtep up` to attach again"
+        },
+        show.local,
+        show.port,
+        show.decap
+    );
+    println!(
+        "    learning {} ageing {} ttl {} tos {} srcport {} {} strict-peers {}",
+        on(show.learning),
+        show.ageing,
+        show.ttl,
+        show.tos,
+        show.srcport[0],
+        show.srcport[1],
+        on(show.strict_peers)
+    );
+    let c = show.capacity;
+    println!(
+        "    fdb {}/{} learned {}/{} neigh {}/{} ports {}/{}{}",
+        show.used.fdb,
+        c.fdb,
+        show.used.learned,
+        c.learned,
+        show.used.neigh,
+        c.neigh,
+        show.used.ports,
+        c.ports,
+        match show.ports_broken {
+            0 => String::new(),
+            n => format!(" ({n} broken: see `vtep port show`)"),
+        }
+    );
+    let programs: Vec<String> = show
+        .programs
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "    layout v{} state {} programs {}",
+        show.layout,
+        show.state,
+        programs.join(" ")
+    );
     Ok(())
+}
+
+/// State of namespaces that are gone, by cookie.
+fn stale() -> Result<Vec<(u64, Pins)>> {
+    let all = Pins::all();
+    if all.is_empty() {
+        return Ok(all);
+    }
+    let live = host::live_cookies()?;
+    Ok(all.into_iter().filter(|(c, _)| !live.contains(c)).collect())
+}
+
+/// Tells (on stderr) of state left by namespaces deleted without `vtep down`.
+pub fn warn_stale() -> Result<()> {
+    let n = stale()?.len();
+    if n > 0 {
+        eprintln!("vtep: state of {n} network namespace(s) that no longer exist is left in bpffs: remove it with `vtep prune`");
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Pruned {
+    cookie: u64,
+    state: String,
+    namespaces: Vec<String>,
+}
+
+/// Removes the state of namespaces that are gone, and the container namespaces vtep made
+/// for their ports (only those: each is checked by cookie).
+pub fn prune(json: bool) -> Result<()> {
+    let mut done = Vec::new();
+    for (cookie, pins) in stale()? {
+        let lock = HostLock::acquire(cookie)?;
+        let mut namespaces = Vec::new();
+        if let Ok(tables) = crate::state::Tables::open(&pins) {
+            for p in tables.port_records()? {
+                let name = text_of(&p.netns);
+                if p.owns_netns != 0 && crate::netns::cookie(&name) == Some(p.netns_cookie) {
+                    crate::netns::delete(&name)?;
+                    namespaces.push(name);
+                }
+            }
+        }
+        pins.remove()
+            .with_context(|| format!("removing {}", pins.dir.display()))?;
+        pins.prune_parents();
+        lock.remove()?;
+        done.push(Pruned {
+            cookie,
+            state: pins.dir.display().to_string(),
+            namespaces,
+        });
+    }
+    output::rows(json, &done, |p| {
+        format!(
+            "removed {} (namespace cookie {}){}",
+            p.state,
+            p.cookie,
+            if p.namespaces.is_empty() {
+                String::new()
+            } else {
+                format!(" and namespaces {}", p.namespaces.join(" "))
+            }
+        )
+    })
 }

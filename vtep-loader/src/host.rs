@@ -1,0 +1,186 @@
+//! Which host a command acts on, and where that host's state can live: a host is a network
+//! namespace, named by its cookie (which the kernel never reuses, unlike nsfs inode numbers),
+//! and its state lives in the bpffs at /sys/fs/bpf, mounted by vtep where it is missing.
+
+use std::{
+    collections::HashSet,
+    fs::{self, File},
+    os::fd::{AsFd, AsRawFd},
+    path::Path,
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::{
+    fcntl::{Flock, FlockArg},
+    mount::{mount, MsFlags},
+    sys::{
+        socket::{socket, AddressFamily, SockFlag, SockType},
+        statfs::{statfs, BPF_FS_MAGIC},
+    },
+};
+
+use crate::netns;
+
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// Locks and journals, one directory per host (see `lock`); also serialises mounting bpffs.
+pub const RUN_DIR: &str = "/run/vtep";
+
+/// The cookie of the calling thread's network namespace (SO_NETNS_COOKIE, Linux 5.14+).
+pub fn cookie() -> Result<u64> {
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("opening a socket to read the namespace cookie")?;
+    let mut value: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of the sizes passed; nix has no wrapper
+    // for SO_NETNS_COOKIE.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("reading the network namespace cookie (needs Linux 5.14 or later)");
+    }
+    Ok(value)
+}
+
+/// The cookie of the namespace `ns` refers to, read from a short-lived thread inside it.
+pub fn cookie_of(ns: &File) -> Result<u64> {
+    let ns = ns.try_clone()?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _inside = netns::enter(&ns)?;
+            cookie()
+        })
+        .join()
+        .map_err(|_| anyhow!("namespace cookie thread panicked"))?
+    })
+}
+
+/// Cookies of every network namespace alive now: those processes are in and those named
+/// under /run/netns. State kept for any other cookie belongs to a namespace that is gone.
+pub fn live_cookies() -> Result<HashSet<u64>> {
+    let mut seen = HashSet::new();
+    let mut cookies = HashSet::from([cookie()?]);
+    let procs = fs::read_dir("/proc")?
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .map(|e| e.path().join("ns/net"));
+    let named = fs::read_dir(netns::RUN_DIR)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    for path in procs.chain(named) {
+        // Processes come and go while we look; a namespace we cannot open is not ours to judge.
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        let Ok(meta) = file.metadata() else { continue };
+        if statfs(&path).map(|s| s.filesystem_type()) != Ok(netns::NSFS_MAGIC)
+            || !seen.insert((
+                std::os::unix::fs::MetadataExt::dev(&meta),
+                std::os::unix::fs::MetadataExt::ino(&meta),
+            ))
+        {
+            continue;
+        }
+        if let Ok(c) = cookie_of(&file) {
+            cookies.insert(c);
+        }
+    }
+    Ok(cookies)
+}
+
+fn is_bpffs(path: &str) -> bool {
+    statfs(path).is_ok_and(|s| s.filesystem_type() == BPF_FS_MAGIC)
+}
+
+/// Mounts bpffs at /sys/fs/bpf when it is missing (a fresh machine has none). Refused in a
+/// mount namespace made for this process alone (`ip netns exec`): a bpffs mounted there
+/// would vanish with the process, and the data path's state with it.
+pub fn ensure_bpffs() -> Result<()> {
+    if is_bpffs(BPFFS) {
+        return Ok(());
+    }
+    if private_mount_namespace() {
+        bail!("no bpffs in this mount namespace (under `ip netns exec`?): use `vtep -n NETNS` instead");
+    }
+    // Two commands mounting at once would stack two bpffs, the second hiding the first's
+    // pins: mount under a machine-wide lock, and look again once it is held.
+    fs::create_dir_all(RUN_DIR).with_context(|| format!("creating {RUN_DIR}"))?;
+    let file = File::create(Path::new(RUN_DIR).join("bpffs.lock"))?;
+    let _held = Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .context("locking the bpffs mount")?;
+    if is_bpffs(BPFFS) {
+        return Ok(());
+    }
+    mount(
+        Some("bpf"),
+        BPFFS,
+        Some("bpf"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .context("mounting bpffs at /sys/fs/bpf")
+}
+
+/// Whether this process's mount namespace differs from an ancestor's. PID 1's namespace
+/// cannot be read on every machine (EACCES even for root), so walk up as far as we may: a
+/// namespace made by `ip netns exec` (or `unshare -m`) differs from its caller's.
+fn private_mount_namespace() -> bool {
+    let ns = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    let Some(mine) = ns("self") else {
+        return false;
+    };
+    let mut pid = std::process::id();
+    // Bounded: a process tree is never this deep, and a loop here must end.
+    for _ in 0..64 {
+        let Some(parent) = parent_pid(pid) else {
+            return false;
+        };
+        if parent == 0 {
+            return false;
+        }
+        if let Some(theirs) = ns(&parent.to_string()) {
+            if theirs != mine {
+                return true;
+            }
+        }
+        pid = parent;
+    }
+    false
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The calling thread's namespace as an open file, for code that must return to it.
+pub fn current_netns() -> Result<File> {
+    File::open("/proc/thread-self/ns/net").context("opening the current network namespace")
+}
+
+/// Whether `fd` refers to a network namespace (an empty placeholder file does not).
+pub fn is_netns(fd: impl AsFd) -> bool {
+    nix::sys::statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type() == netns::NSFS_MAGIC)
+}

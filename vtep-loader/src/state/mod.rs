@@ -1,0 +1,250 @@
+//! The state layer: every read and write of a host's tables goes through a `State`, the one
+//! place that knows the maps, keeps the rules that span several of them (a MAC is a local
+//! port's or a permanent entry's; PEERS counts the FDB entries and flood-list slots naming a
+//! VTEP; VNI_PORTS lists a VNI's ports), and serialises writers (see `lock`). The CLI, a
+//! batch and the agent are its callers. Operations fail with a `StateError` a caller can
+//! match on, and a failed operation leaves the tables as they were.
+
+mod fdb;
+mod neigh;
+mod port;
+mod tables;
+
+use anyhow::{Context, Result};
+use aya::maps::MapError;
+use vtep_common::Config;
+
+pub use fdb::{FdbFilter, FdbOp, FdbRow, FdbRowKind, FloodEntry, Origin};
+pub use neigh::NeighRow;
+pub use port::{PortHealth, PortRequest, PortState};
+pub use tables::{Capacities, Tables};
+
+use crate::{
+    args::Mac,
+    host,
+    lock::{HostLock, Step},
+    pins::Pins,
+    topology::Netlink,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("vtep is not up in this network namespace (run `vtep up` first)")]
+    NotUp,
+    /// The whole message: what exists, and what to do instead.
+    #[error("{0}")]
+    Exists(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the {table} table is full ({size} entries)")]
+    Full { table: &'static str, size: u32 },
+    #[error("{mac} is a local port in VNI {vni}")]
+    LocalMac { mac: Mac, vni: u32 },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub type StateResult<T> = std::result::Result<T, StateError>;
+
+impl From<MapError> for StateError {
+    fn from(e: MapError) -> Self {
+        StateError::Other(e.into())
+    }
+}
+
+/// Whether a command only reads, or changes the host (and so takes its lock).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+pub struct State {
+    pub pins: Pins,
+    pub cookie: u64,
+    lock: Option<HostLock>,
+    /// What this writer is in the middle of, as recorded in the journal.
+    steps: Vec<Step>,
+    tables: Option<Tables>,
+}
+
+impl State {
+    /// The state of the host the calling thread is in. A writer waits for the host's lock,
+    /// then finishes whatever a writer killed before it left half-done.
+    pub async fn open(access: Access) -> Result<Self> {
+        host::ensure_bpffs()?;
+        let cookie = host::cookie()?;
+        let pins = Pins::of(cookie);
+        let lock = match access {
+            Access::Write => Some(HostLock::acquire(cookie)?),
+            Access::Read => None,
+        };
+        let mut state = State {
+            pins,
+            cookie,
+            lock,
+            steps: Vec::new(),
+            tables: None,
+        };
+        state.reopen()?;
+        if let Some(lock) = &state.lock {
+            let pending = lock.pending()?;
+            if !pending.is_empty() {
+                state.recover(pending).await?;
+            }
+        }
+        Ok(state)
+    }
+
+    /// Opens the tables again after `up` or `down` changed what is pinned.
+    pub fn reopen(&mut self) -> Result<()> {
+        self.tables = None;
+        if self.pins.is_up() {
+            self.tables = Some(Tables::open(&self.pins)?);
+        }
+        Ok(())
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.tables.is_some()
+    }
+
+    /// The tables of a host that is up.
+    pub fn tables(&mut self) -> StateResult<&mut Tables> {
+        if self.tables.is_none() {
+            self.pins.refuse_other_layouts()?;
+        }
+        self.tables.as_mut().ok_or(StateError::NotUp)
+    }
+
+    pub fn config(&mut self) -> StateResult<Config> {
+        Ok(self.tables()?.config()?)
+    }
+
+    pub fn set_config(&mut self, cfg: &Config) -> StateResult<()> {
+        Ok(self.tables()?.set_config(cfg)?)
+    }
+
+    /// Runs `f` as one recorded step: if the process dies inside it, the next writer
+    /// repairs what `step` names.
+    pub async fn step<T>(
+        &mut self,
+        step: Step,
+        f: impl AsyncFnOnce(&mut Self) -> StateResult<T>,
+    ) -> StateResult<T> {
+        self.steps.push(step);
+        self.journal()?;
+        let result = f(self).await;
+        self.steps.pop();
+        self.journal()?;
+        result
+    }
+
+    fn journal(&self) -> Result<()> {
+        match &self.lock {
+            Some(lock) => lock.record(&self.steps),
+            None => Ok(()),
+        }
+    }
+
+    async fn recover(&mut self, pending: Vec<Step>) -> Result<()> {
+        eprintln!("vtep: finishing what an interrupted vtep left: {pending:?}");
+        for step in pending.into_iter().rev() {
+            match step {
+                Step::Tables => {
+                    if let Some(t) = self.tables.as_mut() {
+                        t.recount_peers()?;
+                    }
+                }
+                Step::PortAdd {
+                    netns,
+                    netns_existed,
+                } => {
+                    if self.is_up() {
+                        port::undo_add(self, &netns, netns_existed).await?;
+                    }
+                }
+                Step::Up => {
+                    if !self.pins.is_up() {
+                        self.pins.remove()?;
+                    }
+                }
+                Step::Down => {
+                    if self.is_up() || self.pins.dir.exists() {
+                        self.teardown().await?;
+                    }
+                }
+            }
+        }
+        self.journal()?;
+        self.reopen()
+    }
+
+    /// Everything `up` and `port add` made: ports (veths, owned namespaces), pins.
+    pub async fn teardown(&mut self) -> Result<()> {
+        if self.tables.is_some() {
+            let nl = Netlink::connect()?;
+            for p in self.ports()? {
+                self.remove_port(&p, &nl).await?;
+            }
+        }
+        self.tables = None;
+        self.pins.remove()?;
+        self.pins.prune_parents();
+        Ok(())
+    }
+
+    /// Ends the host: its lock and journal go too (`vtep down`).
+    pub fn release(mut self) -> Result<()> {
+        self.steps.clear();
+        match self.lock.take() {
+            Some(lock) => lock.remove(),
+            None => Ok(()),
+        }
+    }
+
+    /// A writer that found the host down and changed nothing leaves no lock behind.
+    pub fn release_if_down(self) -> Result<()> {
+        if self.pins.dir.exists() {
+            return Ok(());
+        }
+        self.release()
+    }
+}
+
+/// Whether a map operation failed because the key is absent (aya 0.14 reports a missing
+/// key on delete as a syscall error with ENOENT).
+pub fn is_missing(e: &MapError) -> bool {
+    match e {
+        MapError::KeyNotFound | MapError::ElementNotFound => true,
+        MapError::SyscallError(err) => err.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
+/// Ok when the key was removed or was not there.
+pub fn ignore_missing(r: std::result::Result<(), MapError>) -> StateResult<()> {
+    match r {
+        Err(e) if !is_missing(&e) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Converts an insert error: a full table names itself and its size.
+pub fn full(table: &'static str, size: u32) -> impl Fn(MapError) -> StateError {
+    move |e| match &e {
+        MapError::SyscallError(err) if err.io_error.raw_os_error() == Some(libc::E2BIG) => {
+            StateError::Full { table, size }
+        }
+        _ => {
+            StateError::Other(anyhow::Error::from(e).context(format!("writing the {table} table")))
+        }
+    }
+}
+
+/// Now on the clock bpf_ktime_get_ns() reads (CLOCK_MONOTONIC), in nanoseconds.
+pub fn monotonic_ns() -> Result<u64> {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .context("reading the monotonic clock")?;
+    Ok(ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
+}

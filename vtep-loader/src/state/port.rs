@@ -1,0 +1,350 @@
+//! Container ports: the PORTS record, the VNI's port list and the local MAC, kept together
+//! with the veth and namespace they describe. A port is recorded only once it is complete;
+//! until then the journal names it, so a `port add` killed at any step is undone by the next
+//! writer. Removal goes the other way: kernel objects first, the record last.
+
+use std::{fs, io};
+
+use anyhow::{Context, Result};
+use vtep_common::{MacVni, Port, VniPorts, IFNAME_MAX, MAX_VNI_PORTS, NETNS_NAME_MAX};
+
+use super::{full, ignore_missing, State, StateError, StateResult};
+use crate::{
+    args::{Ipv4Prefix, Mac},
+    datapath,
+    lock::Step,
+    netns,
+    output::{fixed, text_of},
+    topology::{self, Netlink},
+};
+
+pub struct PortRequest {
+    pub netns: String,
+    pub mac: Mac,
+    pub addr: Ipv4Prefix,
+    pub vni: u32,
+    pub mtu: u32,
+    pub ifname: String,
+    pub allow_spoofing: bool,
+}
+
+/// Whether what a port record describes still exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortHealth {
+    Ok,
+    /// The container namespace was deleted (or replaced by another of the same name).
+    NetnsGone,
+    /// The host-side veth was deleted.
+    VethGone,
+}
+
+/// A port as recorded in the PORTS map.
+pub struct PortState {
+    pub host_ifindex: u32,
+    pub port: Port,
+    pub health: PortHealth,
+}
+
+impl PortState {
+    pub fn netns(&self) -> String {
+        text_of(&self.port.netns)
+    }
+
+    pub fn host_ifname(&self) -> String {
+        host_ifname(&self.netns())
+    }
+}
+
+/// Host-side veth name: derived from the namespace name so it is stable and unique per port,
+/// and short enough for IFNAMSIZ.
+pub fn host_ifname(netns: &str) -> String {
+    let hash = netns.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    });
+    format!("vt{hash:08x}")
+}
+
+/// Whether the link `ifindex` is the host veth vtep made for `netns` (an ifindex alone
+/// may since name another device).
+async fn is_our_veth(nl: &Netlink, ifindex: u32, netns: &str) -> Result<bool> {
+    Ok(nl.link_name(ifindex).await?.as_deref() == Some(host_ifname(netns).as_str()))
+}
+
+impl State {
+    /// Every port, by namespace name, with whether its namespace and veth still exist.
+    pub async fn ports_checked(&mut self, nl: &Netlink) -> StateResult<Vec<PortState>> {
+        let mut ports = self.ports()?;
+        for p in &mut ports {
+            let netns = p.netns();
+            p.health = if netns::cookie(&netns) != Some(p.port.netns_cookie) {
+                PortHealth::NetnsGone
+            } else if !is_our_veth(nl, p.host_ifindex, &netns).await? {
+                PortHealth::VethGone
+            } else {
+                PortHealth::Ok
+            };
+        }
+        Ok(ports)
+    }
+
+    /// Every port as recorded, by namespace name (health not checked).
+    pub fn ports(&mut self) -> StateResult<Vec<PortState>> {
+        let t = self.tables()?;
+        let mut out: Vec<PortState> = t
+            .ports
+            .iter()
+            .map(|e| {
+                e.map(|(host_ifindex, port)| PortState {
+                    host_ifindex,
+                    port,
+                    health: PortHealth::Ok,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        out.sort_by_key(|p| p.netns());
+        Ok(out)
+    }
+
+    fn port_of(&mut self, netns: &str) -> StateResult<Option<PortState>> {
+        Ok(self.ports()?.into_iter().find(|p| p.netns() == netns))
+    }
+
+    pub async fn port_add(&mut self, req: &PortRequest) -> StateResult<()> {
+        self.check_port(req).await?;
+        let step = Step::PortAdd {
+            netns: req.netns.clone(),
+            netns_existed: netns::exists(&req.netns),
+        };
+        let netns_existed = matches!(
+            step,
+            Step::PortAdd {
+                netns_existed: true,
+                ..
+            }
+        );
+        self.step(step, async |s| {
+            let result = s.build_port(req, !netns_existed).await;
+            if result.is_err() {
+                undo_add(s, &req.netns, netns_existed).await?;
+            }
+            result
+        })
+        .await
+    }
+
+    /// Everything that could refuse the port, before anything is made.
+    async fn check_port(&mut self, req: &PortRequest) -> StateResult<()> {
+        let existing = self.ports()?;
+        if existing.iter().any(|p| p.netns() == req.netns) {
+            return Err(StateError::Exists(format!(
+                "a port for namespace \"{}\" already exists",
+                req.netns
+            )));
+        }
+        if let Some(p) = existing
+            .iter()
+            .find(|p| p.port.mac == req.mac.0 && p.port.vni == req.vni)
+        {
+            return Err(StateError::Exists(format!(
+                "MAC {} is already used in VNI {} by the port of \"{}\"",
+                req.mac,
+                req.vni,
+                p.netns()
+            )));
+        }
+        let t = self.tables()?;
+        // The data path looks up permanent entries before local MACs: keep the two apart.
+        let key = MacVni::new(req.mac.0, req.vni);
+        if let Ok(entry) = t.fdb.get(&key, 0) {
+            return Err(StateError::Exists(format!(
+                "MAC {} has a permanent FDB entry in VNI {} (dst {}); delete it first",
+                req.mac,
+                req.vni,
+                std::net::Ipv4Addr::from(entry.remote_ip)
+            )));
+        }
+        if existing.len() as u32 >= t.capacity.ports {
+            return Err(StateError::Full {
+                table: "port",
+                size: t.capacity.ports,
+            });
+        }
+        let in_vni = existing.iter().filter(|p| p.port.vni == req.vni).count();
+        if in_vni >= MAX_VNI_PORTS {
+            return Err(StateError::Full {
+                table: "VNI port list",
+                size: MAX_VNI_PORTS as u32,
+            });
+        }
+        let host_name = host_ifname(&req.netns);
+        if Netlink::connect()?.ifindex(&host_name).await?.is_some() {
+            return Err(StateError::Exists(format!(
+                "interface {host_name} already exists"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn build_port(&mut self, req: &PortRequest, create_netns: bool) -> StateResult<()> {
+        let netns_cookie = if create_netns {
+            netns::create(&req.netns)?
+        } else {
+            netns::cookie(&req.netns)
+                .with_context(|| format!("reading namespace \"{}\"", req.netns))?
+        };
+        let nl = Netlink::connect()?;
+        let ns = netns::open(&req.netns)?;
+        let host_name = host_ifname(&req.netns);
+        let host_ifindex = nl
+            .add_veth(&host_name, req.mtu, &req.ifname, &ns, req.mac.0)
+            .await?;
+        let inside = Netlink::connect_in(&ns)?;
+        let Some(index) = inside.ifindex(&req.ifname).await? else {
+            return Err(anyhow::anyhow!(
+                "{} did not appear in namespace \"{}\"",
+                req.ifname,
+                req.netns
+            )
+            .into());
+        };
+        inside.add_address(index, req.addr).await?;
+        inside.set_up(index).await?;
+        if let Some(lo) = inside.ifindex("lo").await? {
+            inside.set_up(lo).await?;
+        }
+        {
+            let _in = netns::enter(&ns)?;
+            topology::enable_gro(&req.ifname)?;
+        }
+        let port = Port {
+            vni: req.vni,
+            mac: req.mac.0,
+            owns_netns: u8::from(create_netns),
+            prefix_len: req.addr.len,
+            ipv4: req.addr.addr.octets(),
+            mtu: req.mtu,
+            allow_spoofing: u8::from(req.allow_spoofing),
+            _pad: [0; 3],
+            netns: fixed::<NETNS_NAME_MAX>(&req.netns),
+            ifname: fixed::<IFNAME_MAX>(&req.ifname),
+            netns_cookie,
+        };
+        // The records, then the program: a port whose link is pinned is whole, and one
+        // without is undone from its record.
+        let t = self.tables()?;
+        let size = t.capacity.ports;
+        t.ports
+            .insert(host_ifindex, port, 0)
+            .map_err(full("port", size))?;
+        vni_ports_add(&mut t.vni_ports, req.vni, host_ifindex, t.capacity.vnis)?;
+        t.local
+            .insert(MacVni::new(req.mac.0, req.vni), host_ifindex, 0)
+            .map_err(full("local MAC", size))?;
+        Ok(datapath::attach_port(
+            &self.pins.port_program(),
+            &host_name,
+            &self.pins.port_link(host_ifindex),
+        )?)
+    }
+
+    /// Removes whatever exists of a port: its program link, veth and (if vtep made it)
+    /// namespace, then its records.
+    pub async fn remove_port(&mut self, p: &PortState, nl: &Netlink) -> StateResult<()> {
+        let netns = p.netns();
+        match fs::remove_file(self.pins.port_link(p.host_ifindex)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(anyhow::Error::from(e).into())
+            }
+            _ => {}
+        }
+        if is_our_veth(nl, p.host_ifindex, &netns).await? {
+            nl.del_link(p.host_ifindex).await?;
+        }
+        if p.port.owns_netns != 0 && netns::cookie(&netns) == Some(p.port.netns_cookie) {
+            netns::delete(&netns)?;
+        }
+        let t = self.tables()?;
+        let key = MacVni::new(p.port.mac, p.port.vni);
+        if t.local.get(&key, 0).ok() == Some(p.host_ifindex) {
+            ignore_missing(t.local.remove(&key))?;
+        }
+        vni_ports_remove(&mut t.vni_ports, p.port.vni, p.host_ifindex)?;
+        ignore_missing(t.ports.remove(&p.host_ifindex))
+    }
+
+    pub async fn port_del(&mut self, netns: &str) -> StateResult<()> {
+        let Some(p) = self.port_of(netns)? else {
+            return Err(StateError::NotFound(format!(
+                "no port for namespace \"{netns}\""
+            )));
+        };
+        self.remove_port(&p, &Netlink::connect()?).await
+    }
+}
+
+/// Undoes a `port add` for `netns` that did not finish: a port already recorded is whole
+/// and stays; otherwise whatever was made of it goes.
+pub(super) async fn undo_add(s: &mut State, netns: &str, netns_existed: bool) -> Result<()> {
+    let nl = Netlink::connect()?;
+    if let Some(p) = s.port_of(netns)? {
+        if s.pins.port_link(p.host_ifindex).exists() {
+            return Ok(());
+        }
+        s.remove_port(&p, &nl).await?;
+        return Ok(());
+    }
+    let host_name = host_ifname(netns);
+    if let Some(index) = nl.ifindex(&host_name).await? {
+        let _ = fs::remove_file(s.pins.port_link(index));
+        nl.del_link(index).await?;
+    }
+    if !netns_existed && netns::exists(netns) {
+        netns::delete(netns)?;
+    } else if !netns_existed {
+        // A placeholder file of a creation killed before its bind mount.
+        let _ = fs::remove_file(netns::path(netns));
+    }
+    Ok(())
+}
+
+fn vni_ports_add(
+    map: &mut aya::maps::HashMap<aya::maps::MapData, u32, VniPorts>,
+    vni: u32,
+    ifindex: u32,
+    vnis: u32,
+) -> StateResult<()> {
+    let mut set = map.get(&vni, 0).unwrap_or_default();
+    let n = set.count as usize;
+    if n >= MAX_VNI_PORTS {
+        return Err(StateError::Full {
+            table: "VNI port list",
+            size: MAX_VNI_PORTS as u32,
+        });
+    }
+    set.ifindex[n] = ifindex;
+    set.count += 1;
+    map.insert(vni, set, 0).map_err(full("VNI", vnis))
+}
+
+fn vni_ports_remove(
+    map: &mut aya::maps::HashMap<aya::maps::MapData, u32, VniPorts>,
+    vni: u32,
+    ifindex: u32,
+) -> StateResult<()> {
+    let Ok(set) = map.get(&vni, 0) else {
+        return Ok(());
+    };
+    let kept: Vec<u32> = set.ifindex[..(set.count as usize).min(MAX_VNI_PORTS)]
+        .iter()
+        .copied()
+        .filter(|i| *i != ifindex)
+        .collect();
+    if kept.is_empty() {
+        return ignore_missing(map.remove(&vni));
+    }
+    let mut next = VniPorts::default();
+    next.ifindex[..kept.len()].copy_from_slice(&kept);
+    next.count = kept.len() as u32;
+    Ok(map.insert(vni, next, 0)?)
+}

@@ -1,0 +1,191 @@
+//! Typed handles on a host's pinned maps, opened once per command, with the layout check:
+//! key and value sizes (aya refuses a mismatch) and capacities (checked here), so a map
+//! pinned by another vtep is never silently reused.
+
+use std::collections::HashMap as StdHashMap;
+
+use anyhow::{bail, Context, Result};
+use aya::{
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
+    Pod,
+};
+use serde::Serialize;
+use vtep_common::{
+    counter, map_name, Config, FdbEntry, FloodList, IpVni, MacVni, NeighEntry, Port, VniPorts,
+    MAX_PEERS, MAX_PORTS, MAX_VNIS,
+};
+
+use super::{ignore_missing, StateResult};
+use crate::pins::Pins;
+
+/// What each table can hold, as pinned.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Capacities {
+    pub ports: u32,
+    pub fdb: u32,
+    pub learned: u32,
+    pub neigh: u32,
+    pub peers: u32,
+    pub vnis: u32,
+}
+
+pub struct Tables {
+    pub(super) config: Array<MapData, Config>,
+    pub(super) ports: HashMap<MapData, u32, Port>,
+    pub(super) local: HashMap<MapData, MacVni, u32>,
+    pub(super) fdb: HashMap<MapData, MacVni, FdbEntry>,
+    pub(super) learned: HashMap<MapData, MacVni, FdbEntry>,
+    pub(super) neigh: HashMap<MapData, IpVni, NeighEntry>,
+    pub(super) peers: HashMap<MapData, IpVni, u32>,
+    pub(super) flood: HashMap<MapData, u32, FloodList>,
+    pub(super) vni_ports: HashMap<MapData, u32, VniPorts>,
+    stats: PerCpuArray<MapData, u64>,
+    pub capacity: Capacities,
+    /// Map ids, for `vtep show` (and bpftool).
+    pub ids: Vec<(&'static str, u32)>,
+}
+
+struct Opener<'a> {
+    pins: &'a Pins,
+    ids: Vec<(&'static str, u32)>,
+}
+
+impl Opener<'_> {
+    /// The pinned map `name`, and its capacity; `expect` is the capacity this vtep builds
+    /// it with, when that is fixed.
+    fn map(&mut self, name: &'static str, expect: Option<u32>) -> Result<(Map, u32)> {
+        let md = MapData::from_pin(self.pins.dir.join(name))
+            .with_context(|| format!("opening pinned map {name}"))?;
+        let info = md.info()?;
+        let size = info.max_entries();
+        if let Some(expect) = expect.filter(|e| *e != size) {
+            bail!(
+                "pinned map {name} holds {size} entries, this vtep builds it with {expect}: \
+                 the state was made by another vtep (run `vtep down` with it first)"
+            );
+        }
+        self.ids.push((name, info.id()));
+        Ok((Map::from_map_data(md)?, size))
+    }
+
+    fn hash<K: Pod, V: Pod>(
+        &mut self,
+        name: &'static str,
+        expect: Option<u32>,
+    ) -> Result<(HashMap<MapData, K, V>, u32)> {
+        let (map, size) = self.map(name, expect)?;
+        let typed = HashMap::try_from(map)
+            .with_context(|| format!("pinned map {name} has another layout"))?;
+        Ok((typed, size))
+    }
+}
+
+impl Tables {
+    pub fn open(pins: &Pins) -> Result<Self> {
+        let mut o = Opener {
+            pins,
+            ids: Vec::new(),
+        };
+        let config = Array::try_from(o.map(map_name::CONFIG, Some(1))?.0)?;
+        let (ports, ports_size) = o.hash(map_name::PORTS, Some(MAX_PORTS))?;
+        let (local, _) = o.hash(map_name::LOCAL, Some(MAX_PORTS))?;
+        let (fdb, fdb_size) = o.hash(map_name::FDB, None)?;
+        let (learned, learned_size) = o.hash(map_name::LEARNED, None)?;
+        let (neigh, neigh_size) = o.hash(map_name::NEIGH, None)?;
+        let (peers, peers_size) = o.hash(map_name::PEERS, Some(MAX_PEERS))?;
+        let (flood, vnis) = o.hash(map_name::FLOOD, Some(MAX_VNIS))?;
+        let (vni_ports, _) = o.hash(map_name::VNI_PORTS, Some(MAX_VNIS))?;
+        let stats = PerCpuArray::try_from(o.map(map_name::STATS, Some(counter::COUNT))?.0)?;
+        Ok(Self {
+            config,
+            ports,
+            local,
+            fdb,
+            learned,
+            neigh,
+            peers,
+            flood,
+            vni_ports,
+            stats,
+            capacity: Capacities {
+                ports: ports_size,
+                fdb: fdb_size,
+                learned: learned_size,
+                neigh: neigh_size,
+                peers: peers_size,
+                vnis,
+            },
+            ids: o.ids,
+        })
+    }
+
+    pub fn config(&self) -> Result<Config> {
+        Ok(self.config.get(&0, 0)?)
+    }
+
+    pub fn set_config(&mut self, cfg: &Config) -> Result<()> {
+        Ok(self.config.set(0, cfg, 0)?)
+    }
+
+    /// Every counter, summed over CPUs, in `counter::ALL` order.
+    pub fn counters(&self) -> Result<Vec<(&'static str, u64)>> {
+        let mut out = Vec::new();
+        for (id, (name, _)) in counter::ALL.iter().enumerate() {
+            let per_cpu = self.stats.get(&(id as u32), 0)?;
+            out.push((*name, per_cpu.iter().sum()));
+        }
+        Ok(out)
+    }
+
+    /// The miss ring, for a reader that streams it (`vtep monitor`).
+    pub fn misses(pins: &Pins) -> Result<RingBuf<MapData>> {
+        let md =
+            MapData::from_pin(pins.dir.join(map_name::MISSES)).context("opening the miss ring")?;
+        Ok(RingBuf::try_from(Map::from_map_data(md)?)?)
+    }
+
+    /// Sets PEERS to what the FDB and the flood lists say, after a writer was killed
+    /// between a table write and its count.
+    pub fn recount_peers(&mut self) -> StateResult<()> {
+        let mut want: StdHashMap<IpVni, u32> = StdHashMap::new();
+        for entry in self.fdb.iter() {
+            let (k, v) = entry?;
+            *want
+                .entry(IpVni {
+                    ip: v.remote_ip,
+                    vni: k.vni,
+                })
+                .or_default() += 1;
+        }
+        for entry in self.flood.iter() {
+            let (vni, list) = entry?;
+            for r in list.remotes.iter().take(list.count as usize) {
+                *want.entry(IpVni { ip: r.ip, vni }).or_default() += 1;
+            }
+        }
+        let have: Vec<IpVni> = self.peers.keys().collect::<Result<_, _>>()?;
+        for key in have {
+            if !want.contains_key(&key) {
+                ignore_missing(self.peers.remove(&key))?;
+            }
+        }
+        for (key, refs) in want {
+            self.peers.insert(key, refs, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Port records as stored (for state whose host is gone: no health to check).
+    pub fn port_records(&self) -> Result<Vec<Port>> {
+        Ok(self
+            .ports
+            .iter()
+            .map(|e| e.map(|(_, p)| p))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// PEERS exactly as stored, for checks.
+    pub fn peer_counts(&self) -> Result<Vec<(IpVni, u32)>> {
+        Ok(self.peers.iter().collect::<Result<_, _>>()?)
+    }
+}
