@@ -79,7 +79,8 @@ impl Capture {
 
     fn finish(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
             child.wait()?;
         }
         Ok(())

@@ -2,12 +2,12 @@
 
 use std::{
     fs::File,
-    os::fd::AsRawFd,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::Value;
 
 use crate::cmd::{in_ns, output};
@@ -16,7 +16,7 @@ use crate::cmd::{in_ns, output};
 /// machine-wide lock: two measurements sharing two cores would each measure the other.
 pub struct Server {
     child: Child,
-    _exclusive: File,
+    _exclusive: Flock<File>,
 }
 
 impl Server {
@@ -161,13 +161,8 @@ pub fn udp_pps(
 /// The machine-wide measurement lock `Server` holds, for measurements that run no iperf3
 /// (ping floods, program costs): while the returned file is open, no other measurement of
 /// this testbed runs.
-pub fn measurement_lock() -> Result<File> {
+pub fn measurement_lock() -> Result<Flock<File>> {
     let lock = File::create(std::env::temp_dir().join("vtep-iperf.lock"))?;
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        bail!(
-            "locking the measurement lock: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(lock)
+    Flock::lock(lock, FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("locking the measurement lock: {e}"))
 }

@@ -28,7 +28,8 @@ pub fn remove(name: &str) {
     if let Ok(out) = output("ip", &["netns", "pids", name]) {
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             if let Ok(pid) = pid.parse::<i32>() {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             }
         }
     }
@@ -59,18 +60,15 @@ pub struct Inside {
 }
 
 pub fn enter(name: &str) -> Result<Inside> {
-    use std::os::fd::AsRawFd;
     let home = std::fs::File::open("/proc/thread-self/ns/net")?;
     let target = std::fs::File::open(format!("/run/netns/{name}"))?;
-    if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        anyhow::bail!("entering {name}: {}", std::io::Error::last_os_error());
-    }
+    nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| anyhow::anyhow!("entering {name}: {e}"))?;
     Ok(Inside { home })
 }
 
 impl Drop for Inside {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        unsafe { libc::setns(self.home.as_raw_fd(), libc::CLONE_NEWNET) };
+        let _ = nix::sched::setns(&self.home, nix::sched::CloneFlags::CLONE_NEWNET);
     }
 }

@@ -64,17 +64,13 @@ impl Host {
         ])
     }
 
-    /// Where vtep pins this host's programs and maps.
+    /// Where vtep pins this host's programs and maps, as `vtep show` reports it.
     pub fn pin_dir(&self) -> Result<std::path::PathBuf> {
-        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(format!(
-            "/run/netns/{}",
-            self.ns
-        ))?);
-        Ok(format!(
-            "/sys/fs/bpf/vtep/v{}/netns-{ino}",
-            vtep_common::LAYOUT_VERSION
-        )
-        .into())
+        let show: serde_json::Value = serde_json::from_str(&self.vtep(&["-j", "show"])?)?;
+        let dir = show["state"]
+            .as_str()
+            .context("`vtep -j show` without \"state\"")?;
+        Ok(dir.into())
     }
 
     /// `vtep -n HOST args...`

@@ -123,7 +123,7 @@ pub fn run(seconds: u32) -> Result<SoakReport> {
         upgrades: upgrades.load(Ordering::Relaxed),
         fdb_ops: fdb_ops.load(Ordering::Relaxed),
         fdb_entries: entries.iter().filter(|e| e["dst"].is_string()).count(),
-        learned_entries: entries.iter().filter(|e| e["state"] == "learned").count(),
+        learned_entries: entries.iter().filter(|e| e["origin"] == "learned").count(),
         loader_max_rss_kib: max_rss.load(Ordering::Relaxed) as i64,
     })
 }

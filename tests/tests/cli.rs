@@ -268,7 +268,7 @@ fn bad_input_is_one_error_line_a_nonzero_exit_and_no_change() -> Result<()> {
         (
             "up again on another device",
             vec!["-n", &h1, "up", "--dev", "lo", "--local", "192.168.104.2"],
-            "another underlay device",
+            "moving it to another device",
         ),
         (
             "up again with another learned-table size",
@@ -344,7 +344,7 @@ fn bad_input_is_one_error_line_a_nonzero_exit_and_no_change() -> Result<()> {
                 "--max-learned",
                 "0",
             ],
-            "invalid --max-learned",
+            "invalid table size",
         ),
         (
             "xdp mode with tc decap",

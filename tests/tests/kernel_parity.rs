@@ -71,7 +71,7 @@ fn learning_fills_the_fdb_and_deleting_the_learned_entry_breaks_the_way_back() -
     );
     let learned = fdb_entry(h2, &h1.mac)?.context("host 2 learned nothing")?;
     assert_eq!(learned["dst"], "192.168.104.2");
-    assert_eq!(learned["state"], "learned");
+    assert_eq!(learned["origin"], "learned");
     assert_eq!(learned["port"], 4789);
     let text = h2.vtep(&["fdb", "show"])?;
     assert!(
@@ -181,7 +181,7 @@ fn flood_lists_alone_connect_three_hosts_through_learning() -> Result<()> {
             let e = fdb_entry(h, &peer.mac)?
                 .with_context(|| format!("{} did not learn {}", h.ns, peer.mac))?;
             assert_eq!(
-                (e["dst"].as_str(), e["state"].as_str()),
+                (e["dst"].as_str(), e["origin"].as_str()),
                 (Some(peer.ip.as_str()), Some("learned"))
             );
         }
@@ -301,7 +301,7 @@ fn floods_and_learns_with_a_kernel_vxlan_peer() -> Result<()> {
     assert!(ping(&h1.container, &h2.container_ip, 2)?, "vtep -> kernel");
     assert!(ping(&h2.container, &h1.container_ip, 2)?, "kernel -> vtep");
     assert_eq!(
-        fdb_entry(h1, &h2.mac)?.context("vtep learned the kernel's container")?["state"],
+        fdb_entry(h1, &h2.mac)?.context("vtep learned the kernel's container")?["origin"],
         "learned"
     );
     let kernel_fdb = in_ns(&h2.ns, &["bridge", "fdb", "show", "dev", "vxlan1"])?;
@@ -372,7 +372,8 @@ fn monitor_reports_fdb_and_neighbour_misses() -> Result<()> {
             _ => bail!("unexpected event {line}"),
         }
     }
-    unsafe { libc::kill(monitor.id() as i32, libc::SIGINT) };
+    let pid = nix::unistd::Pid::from_raw(monitor.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
     assert!(monitor.wait()?.success(), "monitor exits cleanly on Ctrl-C");
     let (neigh, fdb) = (neigh.unwrap(), fdb.unwrap());
     assert_eq!(

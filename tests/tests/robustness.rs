@@ -178,7 +178,7 @@ fn a_flood_of_fake_macs_stays_within_max_learned() -> Result<()> {
     }
     let fdb: Value = serde_json::from_str(&h1.vtep(&["-j", "fdb", "show"])?)?;
     let entries = fdb.as_array().context("fdb")?;
-    let learned = entries.iter().filter(|e| e["state"] == "learned").count();
+    let learned = entries.iter().filter(|e| e["origin"] == "learned").count();
     assert!(
         learned > 0 && learned <= 1000,
         "{learned} learned entries with --max-learned 1000"

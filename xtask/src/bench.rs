@@ -14,7 +14,7 @@ pub fn run(args: &[String]) -> Result<()> {
             _ => bail!("usage: cargo xtask bench [--quick] [--programs]"),
         }
     }
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         bail!("the bench creates namespaces and loads eBPF programs: run as root");
     }
     // Stop at the next measurement and tear everything down, rather than die and leak it.

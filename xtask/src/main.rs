@@ -71,7 +71,7 @@ fn build() -> Result<()> {
 /// Unit tests of every crate, then the integration tests against the real kernel; ends
 /// with one line totalling every test binary's result.
 fn test(extra: &[String]) -> Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         bail!("the tests create namespaces and load eBPF programs: run as root");
     }
     let mut child = Command::new(env!("CARGO"))

@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// Debian packages: LLVM 22 for bpf-linker, and the tools the tests and demo use as a user
-/// would (ip, ping, iperf3, tcpdump, tshark, bpftool).
+/// would (ip, ping, iperf3, tcpdump, tshark, bpftool, jq; strace injects faults).
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -18,6 +18,8 @@ const PACKAGES: &[&str] = &[
     "tcpdump",
     "tshark",
     "bpftool",
+    "jq",
+    "strace",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -58,7 +60,7 @@ fn ensure_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         bail!("missing packages {missing:?}: run as root to install them");
     }
     loud(Command::new("apt-get").args(["update", "-qq"]))?;

@@ -6,7 +6,6 @@
 //! is what vtep's own work costs; the gap between the floor and plain is the topology's.
 
 use std::{
-    ffi::CString,
     mem,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
 };
@@ -88,11 +87,7 @@ fn join(host: &str) -> Result<[OwnedFd; 2]> {
 }
 
 fn ifindex(dev: &str) -> Result<u32> {
-    let name = CString::new(dev)?;
-    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => bail!("no device {dev}: {}", std::io::Error::last_os_error()),
-        i => Ok(i),
-    }
+    nix::net::if_::if_nametoindex(dev).map_err(|e| anyhow::anyhow!("no device {dev}: {e}"))
 }
 
 /// A TC program that returns `helper(ifindex, 0)`: bpf_redirect or bpf_redirect_peer.

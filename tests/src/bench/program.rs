@@ -380,19 +380,12 @@ impl Rigs {
 /// Keeps the measuring thread on the CPU it runs on: single runs are compared in pairs, and
 /// a migration between the two halves of a pair would compare two CPUs.
 fn stay_on_this_cpu() -> Result<()> {
-    let cpu = unsafe { libc::sched_getcpu() };
-    let cpu = usize::try_from(cpu)
-        .map_err(|_| anyhow!("sched_getcpu: {}", std::io::Error::last_os_error()))?;
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            bail!(
-                "pinning the measuring thread to CPU {cpu}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
+    use nix::sched::{sched_getcpu, sched_setaffinity, CpuSet};
+    let cpu = sched_getcpu().map_err(|e| anyhow!("sched_getcpu: {e}"))?;
+    let mut set = CpuSet::new();
+    set.set(cpu)?;
+    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .map_err(|e| anyhow!("pinning the measuring thread to CPU {cpu}: {e}"))?;
     Ok(())
 }
 
