@@ -9,8 +9,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 
 use crate::{
-    args::BadInput,
-    cli::{Cli, Command},
+    args::{BadInput, Mac},
+    cli::{Cli, Command, FdbCommand, FdbEntryArgs, FdbKeyArgs},
     exec,
     lock::Step,
     state::{Access, State},
@@ -62,6 +62,9 @@ async fn run_line(st: &mut State, line: &str, json: bool) -> Result<()> {
     if words.is_empty() {
         return Ok(());
     }
+    if let Some(command) = table_write(&words)? {
+        return exec(st, command, json).await;
+    }
     let cli = Cli::try_parse_from(std::iter::once("vtep").chain(words))
         .map_err(|e| anyhow!(BadInput(crate::cli::one_line(&e))))?;
     if cli.netns.is_some() || cli.batch.is_some() {
@@ -83,4 +86,35 @@ async fn run_line(st: &mut State, line: &str, json: bool) -> Result<()> {
         st.reopen()?;
     }
     result
+}
+
+/// The lines a large batch is made of (`fdb add|replace|append|del MAC ...`), taken without
+/// clap, whose parse would cost more than the table write: the words after the MAC go to the
+/// same keyword parser a command line's do.
+fn table_write(words: &[&str]) -> Result<Option<Command>> {
+    let [object, verb, mac, rest @ ..] = words else {
+        return Ok(None);
+    };
+    if *object != "fdb" || mac.starts_with('-') || rest.iter().any(|w| w.starts_with('-')) {
+        return Ok(None);
+    }
+    let mac: Mac = mac
+        .parse()
+        .map_err(|e: anyhow::Error| BadInput(e.to_string()))?;
+    let rest: Vec<String> = rest.iter().map(|w| w.to_string()).collect();
+    let entry = || FdbEntryArgs {
+        mac,
+        rest: rest.clone(),
+    };
+    let command = match *verb {
+        "add" => FdbCommand::Add(entry()),
+        "replace" => FdbCommand::Replace(entry()),
+        "append" => FdbCommand::Append(entry()),
+        "del" => FdbCommand::Del(FdbKeyArgs {
+            mac,
+            rest: rest.clone(),
+        }),
+        _ => return Ok(None),
+    };
+    Ok(Some(Command::Fdb { command }))
 }

@@ -66,6 +66,8 @@ pub struct State {
     /// What this writer is in the middle of, as recorded in the journal.
     steps: Vec<Step>,
     tables: Option<Tables>,
+    /// CONFIG as last read: only `up` writes it, and `up` reopens the state.
+    config: Option<Config>,
 }
 
 impl State {
@@ -85,6 +87,7 @@ impl State {
             lock,
             steps: Vec::new(),
             tables: None,
+            config: None,
         };
         state.reopen()?;
         if let Some(lock) = &state.lock {
@@ -99,6 +102,7 @@ impl State {
     /// Opens the tables again after `up` or `down` changed what is pinned.
     pub fn reopen(&mut self) -> Result<()> {
         self.tables = None;
+        self.config = None;
         if self.pins.is_up() {
             self.tables = Some(Tables::open(&self.pins)?);
         }
@@ -118,11 +122,12 @@ impl State {
     }
 
     pub fn config(&mut self) -> StateResult<Config> {
-        Ok(self.tables()?.config()?)
-    }
-
-    pub fn set_config(&mut self, cfg: &Config) -> StateResult<()> {
-        Ok(self.tables()?.set_config(cfg)?)
+        if let Some(cfg) = self.config {
+            return Ok(cfg);
+        }
+        let cfg = self.tables()?.config()?;
+        self.config = Some(cfg);
+        Ok(cfg)
     }
 
     /// Runs `f` as one recorded step: if the process dies inside it, the next writer
@@ -132,6 +137,10 @@ impl State {
         step: Step,
         f: impl AsyncFnOnce(&mut Self) -> StateResult<T>,
     ) -> StateResult<T> {
+        // Inside the same step (a batch's), the journal already names it.
+        if self.steps.contains(&step) {
+            return f(self).await;
+        }
         self.steps.push(step);
         self.journal()?;
         let result = f(self).await;

@@ -123,10 +123,6 @@ impl Tables {
         Ok(self.config.get(&0, 0)?)
     }
 
-    pub fn set_config(&mut self, cfg: &Config) -> Result<()> {
-        Ok(self.config.set(0, cfg, 0)?)
-    }
-
     /// Every counter, summed over CPUs, in `counter::ALL` order.
     pub fn counters(&self) -> Result<Vec<(&'static str, u64)>> {
         let mut out = Vec::new();
