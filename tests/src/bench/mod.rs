@@ -3,6 +3,7 @@
 //! shared machine hits them alike; plus each eBPF program's cost per packet. Writes
 //! `bench.json` and `bench.svg`; everything it builds is removed on every path.
 
+mod batch;
 mod chart;
 mod floor;
 mod frames;
@@ -20,6 +21,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+pub use batch::Writer;
 pub use program::{Program, FDB_SIZES};
 pub use report::{Report, Series};
 pub use traffic::{Metric, Topology};
@@ -99,8 +101,9 @@ fn check_interrupted() -> Result<()> {
 pub fn run(quick: bool, traffic: bool, out_dir: &Path) -> Result<Report> {
     let plan = if quick { Plan::QUICK } else { Plan::FULL };
     let plan = Plan { traffic, ..plan };
-    let per_run =
-        Metric::ALL.len() * plan.topologies().len() + Program::ALL.len() * FDB_SIZES.len();
+    let per_run = Metric::ALL.len() * plan.topologies().len()
+        + Program::ALL.len() * FDB_SIZES.len()
+        + Writer::ALL.len();
     let mut progress = Progress::new(plan.runs * per_run);
 
     let mut overlays: Vec<(Topology, Box<dyn Overlay>)> = Vec::new();
@@ -118,6 +121,11 @@ pub fn run(quick: bool, traffic: bool, out_dir: &Path) -> Result<Report> {
         "building the program-cost hosts (FDBs of {FDB_SIZES:?} entries)"
     ));
     let rigs = program::Rigs::new(&unique_tag("b"))?;
+    progress.say(&format!(
+        "building the batch hosts ({} FDB entries per batch)",
+        batch::ENTRIES
+    ));
+    let batch_rig = batch::Rig::new(&unique_tag("b"))?;
 
     let mut report = Report::new(plan);
     for run in 0..plan.runs {
@@ -157,6 +165,21 @@ pub fn run(quick: bool, traffic: bool, out_dir: &Path) -> Result<Report> {
                     .or_default()
                     .record(rigs.measure(program, n, &plan));
             }
+        }
+        for writer in Writer::ALL {
+            check_interrupted()?;
+            progress.step(&format!(
+                "run {}/{}: {} FDB entries through {} -batch",
+                run + 1,
+                plan.runs,
+                batch::ENTRIES,
+                writer.key()
+            ));
+            report
+                .batch
+                .entry(writer)
+                .or_default()
+                .record(batch_rig.measure(writer));
         }
     }
     drop(progress);

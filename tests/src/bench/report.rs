@@ -6,6 +6,7 @@ use anyhow::Result;
 use serde_json::{json, Map, Value};
 
 use super::{
+    batch::Writer,
     program::{Program, FDB_SIZES},
     traffic::{Metric, Topology},
     Plan,
@@ -58,6 +59,8 @@ pub struct Report {
     pub traffic: BTreeMap<(Topology, Metric), Series>,
     /// Keyed by program and FDB size.
     pub programs: BTreeMap<(Program, u32), Series>,
+    /// FDB entries per second through `-batch`, by writer.
+    pub batch: BTreeMap<Writer, Series>,
 }
 
 impl Report {
@@ -66,6 +69,7 @@ impl Report {
             plan,
             traffic: BTreeMap::new(),
             programs: BTreeMap::new(),
+            batch: BTreeMap::new(),
         }
     }
 
@@ -141,12 +145,30 @@ impl Report {
             );
             programs.insert(p.key().into(), Value::Object(entry));
         }
+        let mut batch = Map::new();
+        batch.insert("entries".into(), json!(super::batch::ENTRIES));
+        batch.insert("unit".into(), json!("entries/s"));
+        for w in Writer::ALL {
+            let series = self.batch.get(&w).cloned().unwrap_or_default();
+            batch.insert(w.key().into(), Value::Object(series.to_json()));
+        }
+        batch.insert("vtep_vs_kernel".into(), json!(self.batch_ratio()));
         json!({
             "machine": machine(),
             "plan": self.plan.to_json(),
             "topologies": topologies,
             "programs": programs,
+            "batch": batch,
         })
+    }
+
+    fn batch_median(&self, w: Writer) -> Option<f64> {
+        self.batch.get(&w).and_then(Series::median)
+    }
+
+    /// vtep's batch throughput over the kernel's, medians of the same run.
+    pub fn batch_ratio(&self) -> Option<f64> {
+        Some(self.batch_median(Writer::Vtep)? / self.batch_median(Writer::Kernel)?)
     }
 
     /// Medians and ratios, for the terminal.
@@ -230,7 +252,26 @@ impl Report {
                     .iter()
                     .map(move |e| format!("{} (FDB {n}): {e}", p.key()))
             }))
+            .chain(self.batch.iter().flat_map(|(w, series)| {
+                series
+                    .errors
+                    .iter()
+                    .map(move |e| format!("{} -batch: {e}", w.key()))
+            }))
             .collect();
+        let rate = |w| {
+            self.batch_median(w)
+                .map_or("failed".into(), |v| format!("{:.0}", v))
+        };
+        let _ = writeln!(
+            s,
+            "\nFDB entries/s through -batch ({} entries): vtep {} kernel (bridge) {} ratio {}",
+            super::batch::ENTRIES,
+            rate(Writer::Vtep),
+            rate(Writer::Kernel),
+            self.batch_ratio()
+                .map_or("-".into(), |r| format!("{r:.2}x"))
+        );
         if !failures.is_empty() {
             s.push_str("\nfailed measurements:\n");
             for f in failures {
