@@ -80,6 +80,13 @@ fn quick_bench_writes_every_metric_for_every_topology_and_program() -> Result<()
             check_series(&format!("{p} {n}"), &json["programs"][p][n], runs);
         }
     }
+    for w in ["vtep", "kernel"] {
+        assert!(
+            json["batch"][w]["median"].as_f64().is_some_and(|v| v > 0.0),
+            "batch {w}: {}",
+            report.table()
+        );
+    }
     let svg = svg?;
     assert!(
         svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
