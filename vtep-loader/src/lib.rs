@@ -76,19 +76,12 @@ async fn one(command: Command, json: bool) -> Result<()> {
     if let Command::Down = command {
         return tunnel::down(st).await;
     }
-    let up = matches!(command, Command::Up(_));
     let result = exec(&mut st, command, json).await;
-    if access == Access::Write && !up && matches!(result, Err(ref e) if is_not_up(e)) {
+    // A writer that leaves the host down (refused, or a failed first `up`) leaves no lock.
+    if access == Access::Write {
         st.release_if_down()?;
     }
     result
-}
-
-fn is_not_up(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<state::StateError>(),
-        Some(state::StateError::NotUp)
-    )
 }
 
 /// Whether a command changes the host (and so must hold its lock).
