@@ -29,6 +29,7 @@ struct PortRow {
 }
 
 pub async fn show(st: &mut State, json: bool) -> Result<()> {
+    st.tables()?;
     tunnel::warn_stale()?;
     let nl = Netlink::connect()?;
     let rows: Vec<PortRow> = st

@@ -279,8 +279,8 @@ struct Used {
 }
 
 pub async fn show(st: &mut State, json: bool) -> Result<()> {
-    warn_stale()?;
     let cfg = st.config()?;
+    warn_stale()?;
     let nl = Netlink::connect()?;
     let dev = text_of(&cfg.underlay_name);
     // Attached: the device the programs were linked to is still there, under its name.
