@@ -1,13 +1,16 @@
-//! The reference scenario between two virtual machines, on Debian 12's kernel (6.1) and on
-//! a current one (6.12 from bookworm-backports), over virtio_net. Slow (TCG): one pair of
-//! VMs at a time, each test well under two minutes.
+//! The reference scenario between two virtual machines, on Debian 12's kernel (6.1, no
+//! TCX: vtep attaches through netlink TC there) and on a current one (6.12 from
+//! bookworm-backports, TCX), over virtio_net. Slow (TCG): one pair of VMs runs at a time
+//! on the machine, each test well under two minutes.
 
-use anyhow::Result;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
 use vtep_testbed::{
     netns::unique_tag,
     vm::{
-        reference::{tcp_result, udp_result, Stack},
-        Pair, Series,
+        reference::{replies, tcp_result, udp_result, Stack, SIDES},
+        Pair, Series, Vm,
     },
 };
 
@@ -19,24 +22,14 @@ fn both_ways(pair: &Pair) -> Result<()> {
     Ok(())
 }
 
+fn vtep(up_args: &str) -> Stack {
+    Stack::Vtep(up_args.to_string())
+}
+
 fn classic_between_vms(series: Series) -> Result<()> {
     let pair = Pair::boot(series, &unique_tag("vm"))?;
     pair.configure([&Stack::Kernel, &Stack::Kernel])?;
     both_ways(&pair)
-}
-
-#[test]
-fn kernel_vxlan_between_vms_on_6_1() -> Result<()> {
-    classic_between_vms(Series::V6_1)
-}
-
-#[test]
-fn kernel_vxlan_between_vms_on_6_12() -> Result<()> {
-    classic_between_vms(Series::V6_12)
-}
-
-fn vtep(up_args: &str) -> Stack {
-    Stack::Vtep(up_args.to_string())
 }
 
 /// The README's commands on both VMs, ping both ways, then a short TCP and UDP iperf3.
@@ -48,7 +41,8 @@ fn vtep_between_vms(series: Series, up_args: &str) -> Result<Pair> {
     let (gbits, retransmits) = tcp_result(&pair.iperf(3, None)?)?;
     assert!(gbits > 0.01, "TCP through the tunnel: {gbits} Gbit/s");
     eprintln!(
-        "TCP {:.0} Mbit/s, {retransmits} retransmits",
+        "{} vtep up {up_args}: TCP {:.0} Mbit/s, {retransmits} retransmits",
+        series.name(),
         gbits * 1000.0
     );
     let (packets, lost) = udp_result(&pair.iperf(2, Some("20M"))?)?;
@@ -61,10 +55,9 @@ fn vtep_between_vms(series: Series, up_args: &str) -> Result<Pair> {
     Ok(pair)
 }
 
-#[test]
-fn vtep_tc_decap_between_vms_on_6_12() -> Result<()> {
-    let pair = vtep_between_vms(Series::V6_12, "")?;
-    let eth1 = pair.vms[1].run("ip -d link show eth1")?;
+fn tc_decap(series: Series) -> Result<()> {
+    let pair = vtep_between_vms(series, "")?;
+    let eth1 = pair.vms[1].run("ip link show eth1")?;
     assert!(
         !eth1.contains("xdp"),
         "no XDP expected with TC decap: {eth1}"
@@ -72,9 +65,8 @@ fn vtep_tc_decap_between_vms_on_6_12() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn vtep_native_xdp_decap_on_virtio_net_on_6_12() -> Result<()> {
-    let pair = vtep_between_vms(Series::V6_12, "--decap xdp --xdp-mode native")?;
+fn native_xdp_decap(series: Series) -> Result<()> {
+    let pair = vtep_between_vms(series, "--decap xdp --xdp-mode native")?;
     // `ip link` says xdpgeneric for skb mode and plain xdp for the driver's own hook.
     for vm in &pair.vms {
         let eth1 = vm.run("ip link show eth1")?;
@@ -87,12 +79,112 @@ fn vtep_native_xdp_decap_on_virtio_net_on_6_12() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn vtep_interoperates_with_kernel_vxlan_between_vms_on_6_12() -> Result<()> {
-    let pair = Pair::boot(Series::V6_12, &unique_tag("vm"))?;
+fn interop(series: Series) -> Result<()> {
+    let pair = Pair::boot(series, &unique_tag("vm"))?;
     pair.configure([&vtep(""), &Stack::Kernel])?;
     both_ways(&pair)?;
     let (gbits, _) = tcp_result(&pair.iperf(3, None)?)?;
     assert!(gbits > 0.01, "TCP vtep -> kernel vxlan: {gbits} Gbit/s");
     Ok(())
+}
+
+/// `vtep up` again on both hosts (TC, then XDP, then TC again) under a continuous ping:
+/// no reply may be missing.
+fn upgrade_without_loss(series: Series) -> Result<()> {
+    let pair = Pair::boot(series, &unique_tag("vm"))?;
+    pair.configure([&vtep(""), &vtep("")])?;
+    both_ways(&pair)?;
+    let pinger = &pair.vms[0];
+    pinger.run(&format!(
+        "ip netns exec {} ping -c 400 -i 0.02 -W 2 {} > /tmp/ping.log 2>&1 &",
+        SIDES[0].container, SIDES[1].container_ip
+    ))?;
+    for up_args in ["", "--decap xdp --xdp-mode native", ""] {
+        for (me, vm) in pair.vms.iter().enumerate() {
+            vm.run(&format!(
+                "vtep up --dev eth1 --local {} {up_args}",
+                SIDES[me].ip
+            ))?;
+        }
+    }
+    let (_, so_far) = pinger.output("cat /tmp/ping.log")?;
+    assert!(
+        !so_far.contains("packets transmitted"),
+        "the ping ended before the upgrades did: {so_far}"
+    );
+    let log = wait_for(pinger, "cat /tmp/ping.log", "packets transmitted")?;
+    assert_eq!(replies(&log)?, 400, "replies lost during upgrades: {log}");
+    Ok(())
+}
+
+/// `vtep down` after traffic leaves nothing: no programs, links, pins, namespaces, veths,
+/// and on a kernel without TCX no tc filter and no clsact qdisc vtep added.
+fn down_leaves_nothing(series: Series) -> Result<()> {
+    let pair = Pair::boot(series, &unique_tag("vm"))?;
+    let before = pair.vms[0].run("tc qdisc show dev eth1")?;
+    pair.configure([&vtep(""), &vtep("")])?;
+    both_ways(&pair)?;
+    for vm in &pair.vms {
+        vm.run("vtep down")?;
+        let checks = [
+            ("bpftool prog show", "vtep"),
+            ("bpftool link show", "id"),
+            ("tc filter show dev eth1 ingress", "bpf"),
+            ("tc qdisc show dev eth1", "clsact"),
+            ("ip -o link show", "veth"),
+            ("ip netns list", "c"),
+            ("ls /sys/fs/bpf", "vtep"),
+        ];
+        for (cmd, trace) in checks {
+            let out = vm.run(cmd)?;
+            assert!(
+                !out.contains(trace),
+                "[{}] `{cmd}` after down: {out}",
+                vm.name
+            );
+        }
+    }
+    assert_eq!(pair.vms[0].run("tc qdisc show dev eth1")?, before);
+    Ok(())
+}
+
+/// Runs `cmd` until its output contains `want` (30 s at most).
+fn wait_for(vm: &Vm, cmd: &str, want: &str) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, out) = vm.output(cmd)?;
+        if out.contains(want) {
+            return Ok(out);
+        }
+        if Instant::now() > deadline {
+            bail!("[{}] `{cmd}` never showed `{want}`: {out}", vm.name);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+macro_rules! on_both_kernels {
+    ($($name:ident => $body:path;)*) => {
+        mod on_6_1 {
+            $(#[test]
+            fn $name() -> anyhow::Result<()> {
+                $body(vtep_testbed::vm::Series::V6_1)
+            })*
+        }
+        mod on_6_12 {
+            $(#[test]
+            fn $name() -> anyhow::Result<()> {
+                $body(vtep_testbed::vm::Series::V6_12)
+            })*
+        }
+    };
+}
+
+on_both_kernels! {
+    kernel_vxlan_reference_scenario => super::classic_between_vms;
+    vtep_tc_decap_ping_tcp_udp => super::tc_decap;
+    vtep_native_xdp_decap_on_virtio_net_ping_tcp_udp => super::native_xdp_decap;
+    vtep_interoperates_with_kernel_vxlan => super::interop;
+    vtep_upgrade_under_ping_loses_nothing => super::upgrade_without_loss;
+    vtep_down_leaves_nothing => super::down_leaves_nothing;
 }

@@ -45,7 +45,9 @@ pub const MODULES: &[&str] = &[
 /// Runs as PID 1. The control shell reads the second serial port directly (a pipe from
 /// `cat` deadlocks busybox), raw and without echo so what the host reads back is only
 /// output. It answers the first line the host sends with READY, so the host knows input
-/// is being read (bytes sent before the port is opened are lost).
+/// is being read (bytes sent before the port is opened are lost). Init keeps the port
+/// open throughout: the last close of a tty discards its input, and with it whatever the
+/// host sent between READY and the shell's start.
 const INIT: &str = r#"#!/bin/sh
 export PATH=/usr/sbin:/usr/bin HOME=/root
 mount -t proc proc /proc
@@ -59,11 +61,12 @@ while read -r m; do insmod "/lib/modules/$m" || echo "init: insmod $m failed"; d
 ip link set lo up
 ip link set eth0 name eth1
 hostname "${vtep_vm:-vm}"
+exec 3<>/dev/ttyS1
 stty -F /dev/ttyS1 raw -echo
-read -r _ < /dev/ttyS1
-echo READY > /dev/ttyS1
+read -r _ <&3
+echo READY >&3
 while :; do
-  PS1= PS2= dash +i < /dev/ttyS1 > /dev/ttyS1 2>&1
+  PS1= PS2= dash +i <&3 >&3 2>&3 3>&-
 done
 "#;
 
