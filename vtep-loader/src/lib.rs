@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod cli;
+pub mod clsact;
 pub mod datapath;
 pub mod fdb;
 pub mod monitor;

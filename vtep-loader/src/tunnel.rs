@@ -52,6 +52,7 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     pins.create()?;
     let result = attach(&pins, args, &underlay, decap, &[]);
     if result.is_err() {
+        let _ = datapath::detach_tc(&pins.underlay_link());
         let _ = pins.remove();
     }
     result
@@ -201,6 +202,8 @@ pub async fn down() -> Result<()> {
     for p in port::list(&pins)? {
         p.teardown(&pins, &nl).await?;
     }
+    // Netlink TC filters (kernels without TCX) are not pinned: removed by identity.
+    datapath::detach_tc(&pins.underlay_link())?;
     pins.remove()?;
     pins.prune_parents();
     Ok(())
