@@ -117,20 +117,46 @@ fn upgrade_without_loss(series: Series) -> Result<()> {
     Ok(())
 }
 
-/// `vtep down` after traffic leaves nothing: no programs, links, pins, namespaces, veths,
-/// and on a kernel without TCX no tc filter and no clsact qdisc vtep added.
+/// `vtep down` after traffic leaves nothing: no programs, links, pins, namespaces, veths.
+/// Without TCX (6.1) vtep's TC filter is a netlink one with a fixed identity (pref 22100,
+/// handle 0x1): VM 1 has no qdisc before `up`, so vtep adds clsact and `down` removes
+/// it; VM 2 has its own clsact, which `down` leaves.
 fn down_leaves_nothing(series: Series) -> Result<()> {
     let pair = Pair::boot(series, &unique_tag("vm"))?;
-    let before = pair.vms[0].run("tc qdisc show dev eth1")?;
+    pair.vms[1].run("tc qdisc add dev eth1 clsact")?;
+    let before: Vec<String> = pair
+        .vms
+        .iter()
+        .map(|vm| vm.run("tc qdisc show dev eth1"))
+        .collect::<Result<_>>()?;
     pair.configure([&vtep(""), &vtep("")])?;
     both_ways(&pair)?;
+    // An upgrade must replace the filter, not add a second one.
+    pair.vms[0].run(&format!("vtep up --dev eth1 --local {}", SIDES[0].ip))?;
     for vm in &pair.vms {
+        let filters = vm.run("tc filter show dev eth1 ingress")?;
+        // tc prints a chain line and then one line per filter, with its handle.
+        let netlink = filters
+            .lines()
+            .filter(|l| l.contains("pref 22100 bpf") && l.contains(" handle "))
+            .count();
+        match series {
+            Series::V6_1 => assert!(
+                netlink == 1
+                    && filters.contains("handle 0x1")
+                    && filters.contains("vtep_underlay_tc"),
+                "[{}] expected one netlink filter: {filters}",
+                vm.name
+            ),
+            Series::V6_12 => assert_eq!(netlink, 0, "[{}] TCX expected: {filters}", vm.name),
+        }
+    }
+    for (vm, before) in pair.vms.iter().zip(&before) {
         vm.run("vtep down")?;
         let checks = [
             ("bpftool prog show", "vtep"),
             ("bpftool link show", "id"),
             ("tc filter show dev eth1 ingress", "bpf"),
-            ("tc qdisc show dev eth1", "clsact"),
             ("ip -o link show", "veth"),
             ("ip netns list", "c"),
             ("ls /sys/fs/bpf", "vtep"),
@@ -143,8 +169,13 @@ fn down_leaves_nothing(series: Series) -> Result<()> {
                 vm.name
             );
         }
+        assert_eq!(
+            &vm.run("tc qdisc show dev eth1")?,
+            before,
+            "[{}] qdiscs after down",
+            vm.name
+        );
     }
-    assert_eq!(pair.vms[0].run("tc qdisc show dev eth1")?, before);
     Ok(())
 }
 
