@@ -12,6 +12,7 @@
 //! - [`control`]: the serial line the tests run commands through.
 
 pub mod apt;
+pub mod bench;
 pub mod control;
 pub mod initramfs;
 pub mod kernel;
