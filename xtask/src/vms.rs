@@ -67,18 +67,18 @@ pub fn demo(args: &[String]) -> Result<()> {
         pair.kernel.release
     );
     let [h1, h2] = &pair.vms;
-    step(h1, 0, "uname -r; ip -br addr show eth1; ethtool -i eth1 2>/dev/null | head -1 || readlink /sys/class/net/eth1/device/driver")?;
+    step(
+        h1,
+        0,
+        "uname -r; ip -br addr show eth1; basename $(readlink /sys/class/net/eth1/device/driver)",
+    )?;
     section("the overlay, with vtep only: the README's commands on each host (no `-n`: each VM is a host)");
     for (me, vm) in pair.vms.iter().enumerate() {
         for cmd in vtep_commands(me, "") {
             step(vm, me, &cmd)?;
         }
     }
-    step(
-        h1,
-        0,
-        "tc filter show dev eth1 ingress; bpftool link show | grep -E 'tcx|xdp' || true",
-    )?;
+    step(h1, 0, "tc filter show dev eth1 ingress; bpftool link show")?;
     section("ping across the overlay, both ways");
     step(h1, 0, "ip netns exec c1 ping -c 3 12.12.12.3")?;
     step(h2, 1, "ip netns exec c2 ping -c 3 12.12.12.2")?;

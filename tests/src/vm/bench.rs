@@ -50,6 +50,14 @@ pub struct Report {
 pub fn run(series: Series, runs: usize, tag: &str, log: &mut dyn FnMut(&str)) -> Result<Report> {
     let pair = Pair::boot(series, tag)?;
     let configs = configs();
+    // The first traffic after boot runs slower for every configuration (QEMU is still
+    // translating the guest's paths): one unrecorded round of the first configuration.
+    pair.configure([&configs[0].stack, &configs[0].stack])?;
+    pair.ping(0, 2)?;
+    pair.iperf(3, None)?;
+    for me in [0, 1] {
+        pair.unconfigure(me, &configs[0].stack)?;
+    }
     let mut samples = vec![Vec::new(); configs.len()];
     for round in 0..runs {
         for k in 0..configs.len() {
@@ -138,11 +146,28 @@ impl Report {
                 m[2] / m[0]
             )
         };
+        // The spread of one configuration's runs in this boot: what the ratios can resolve.
+        let spread = |f: fn(&Sample) -> f64| {
+            (0..configs.len())
+                .map(|i| {
+                    let v: Vec<f64> = self.samples[i].iter().map(f).collect();
+                    let (lo, hi) = v
+                        .iter()
+                        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+                    (hi - lo) / med(i, f)
+                })
+                .fold(0.0, f64::max)
+        };
         t.push_str(&row("ping RTT (ms)", |s| s.rtt_ms, |v| format!("{v:.3}")));
         t.push_str(&row(
             "TCP 1 stream (Mbit/s)",
             |s| s.tcp_mbits,
             |v| format!("{v:.0}"),
+        ));
+        t.push_str(&format!(
+            "\nlargest spread of one configuration's runs (max-min over median): ping {:.0}%, TCP {:.0}%\n",
+            spread(|s| s.rtt_ms) * 100.0,
+            spread(|s| s.tcp_mbits) * 100.0
         ));
         t.push_str("\nevery run (rtt ms / TCP Mbit/s):\n");
         for (i, c) in configs.iter().enumerate() {
