@@ -6,7 +6,10 @@
 
 use anyhow::Result;
 
-use crate::{cmd::run, netns::Netns};
+use crate::{
+    cmd::{output, run},
+    netns::{self, Netns},
+};
 
 pub struct Wire {
     pub ns: Netns,
@@ -39,4 +42,46 @@ impl Wire {
         }
         Ok(Wire { ns, taps })
     }
+}
+
+/// Deletes wires left by a process that was killed (its QEMUs died with it through the
+/// parent-death signal; the namespace stays). Called with the VM slot held, when every
+/// live wire has QEMU running in it, so an empty one of our naming is stale.
+pub fn remove_stale() {
+    let Ok(list) = output("ip", &["netns", "list"]) else {
+        return;
+    };
+    for name in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        if !is_wire_name(name) {
+            continue;
+        }
+        let empty = output("ip", &["netns", "pids", name])
+            .is_ok_and(|o| o.status.success() && o.stdout.iter().all(u8::is_ascii_whitespace));
+        if empty {
+            netns::remove(name);
+        }
+    }
+}
+
+/// `{vm|demo|bench}PIDxNw`, as `Pair::boot` callers name them through `unique_tag`.
+fn is_wire_name(name: &str) -> bool {
+    let Some(rest) = ["vm", "demo", "bench"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+    else {
+        return false;
+    };
+    let Some(rest) = rest.strip_suffix('w') else {
+        return false;
+    };
+    let Some((pid, n)) = rest.split_once('x') else {
+        return false;
+    };
+    !pid.is_empty()
+        && !n.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && n.bytes().all(|b| b.is_ascii_digit())
 }

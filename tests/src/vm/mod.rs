@@ -72,21 +72,17 @@ pub struct Pair {
 impl Pair {
     pub fn boot(series: Series, tag: &str) -> Result<Pair> {
         let slot = lock("slot")?;
+        link::remove_stale();
         let kernel = Kernel::get(series)?;
         let initrd = initramfs::build(&kernel, &crate::cmd::vtep_bin())?;
         let wire = Wire::new(tag)?;
-        let specs = [0, 1].map(|i| qemu::Spec {
-            name: format!("{tag}v{}", i + 1),
-            kernel: kernel.clone(),
-            initrd: initrd.clone(),
-            netns: wire.ns.name.clone(),
-            tap: wire.taps[i].clone(),
-            mac: format!("52:54:00:10:04:{:02x}", i + 2),
-        });
-        // Started together (each takes seconds to boot under TCG), then waited for in turn.
-        let [a, b] = specs;
-        let (a, b) = (Vm::start(a)?, Vm::start(b)?);
-        let vms = [a.ready()?, b.ready()?];
+        let vms = match Self::start_both(&kernel, &initrd, &wire, tag) {
+            Ok(vms) => vms,
+            // TCG occasionally crashes a guest in early boot (VM-NOTES: 6.12 double faults
+            // with cx16; rarer without): one fresh attempt, with the first error kept.
+            Err(first) => Self::start_both(&kernel, &initrd, &wire, tag)
+                .with_context(|| format!("second boot, after: {first:#}"))?,
+        };
         for (i, vm) in vms.iter().enumerate() {
             vm.run(&format!(
                 "ip addr add 192.168.104.{}/24 dev eth1 && ip link set eth1 up",
@@ -101,6 +97,26 @@ impl Pair {
         };
         pair.wait_underlay()?;
         Ok(pair)
+    }
+
+    fn start_both(
+        kernel: &Kernel,
+        initrd: &std::path::Path,
+        wire: &Wire,
+        tag: &str,
+    ) -> Result<[Vm; 2]> {
+        let specs = [0, 1].map(|i| qemu::Spec {
+            name: format!("{tag}v{}", i + 1),
+            kernel: kernel.clone(),
+            initrd: initrd.to_path_buf(),
+            netns: wire.ns.name.clone(),
+            tap: wire.taps[i].clone(),
+            mac: format!("52:54:00:10:04:{:02x}", i + 2),
+        });
+        // Started together (each takes seconds to boot under TCG), then waited for in turn.
+        let [a, b] = specs;
+        let (a, b) = (Vm::start(a)?, Vm::start(b)?);
+        Ok([a.ready()?, b.ready()?])
     }
 
     /// Until the VMs reach each other over eth1 (the link comes up asynchronously).

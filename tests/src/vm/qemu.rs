@@ -3,6 +3,7 @@
 
 use std::{
     fs,
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::Mutex,
@@ -53,7 +54,17 @@ impl Vm {
             "console=ttyS0 panic=-1 loglevel=4 net.ifnames=0 tsc=reliable vtep_vm={}",
             spec.name
         );
-        let child = Command::new("ip")
+        let mut command = Command::new("ip");
+        // Drop kills QEMU on every path a test unwinds through; a test process killed
+        // outright takes its VMs with it through the parent-death signal (kept across
+        // `ip netns exec`'s exec of QEMU).
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = command
             .args(["netns", "exec", &spec.netns, "qemu-system-x86_64"])
             .args(["-accel", "tcg", "-cpu", spec.kernel.series.qemu_cpu()])
             .args(["-smp", "1", "-m", "256", "-nodefaults", "-no-user-config"])
