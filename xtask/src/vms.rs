@@ -70,7 +70,7 @@ pub fn demo(args: &[String]) -> Result<()> {
     step(
         h1,
         0,
-        "uname -r; ip -br addr show eth1; basename $(readlink /sys/class/net/eth1/device/driver)",
+        "uname -r; ip -4 -o addr show dev eth1 | awk '{print $2, $4}'; basename $(readlink /sys/class/net/eth1/device/driver)",
     )?;
     section("the overlay, with vtep only: the README's commands on each host (no `-n`: each VM is a host)");
     for (me, vm) in pair.vms.iter().enumerate() {

@@ -27,7 +27,7 @@ const APPLETS: &[&str] = &[
     "mount", "umount", "insmod", "lsmod", "stty", "sleep", "cat", "mkdir", "grep", "sed", "awk",
     "head", "tail", "wc", "kill", "ls", "rm", "timeout", "seq", "sysctl", "tr", "cut", "uname",
     "ps", "dmesg", "sort", "cp", "ln", "touch", "pidof", "xargs", "find", "stat", "hostname",
-    "date", "env", "wait", "usleep",
+    "date", "env", "usleep", "readlink", "basename", "dirname",
 ];
 
 /// What the scenarios load: the NIC, veths, the kernel's own vxlan and bridge (reference
@@ -90,7 +90,7 @@ pub fn build(kernel: &Kernel, vtep: &Path) -> Result<PathBuf> {
     let modules = kernel.modules_in_order(MODULES)?;
 
     let mut h = DefaultHasher::new();
-    INIT.hash(&mut h);
+    (INIT, TOOLS, APPLETS, MODULES).hash(&mut h);
     kernel.release.hash(&mut h);
     let vtep = vtep.to_path_buf();
     for f in files
