@@ -79,6 +79,13 @@ pub fn demo(args: &[String]) -> Result<()> {
         }
     }
     step(h1, 0, "tc filter show dev eth1 ingress; bpftool link show")?;
+    println!(
+        "{}",
+        match series {
+            Series::V6_1 => "(no TCX on 6.1: vtep's program is a netlink filter, pref 22100 handle 0x1, on a clsact qdisc it added)",
+            Series::V6_12 => "(TCX: no tc filter; the links above are vtep's, `type 11` to Debian 12's bpftool)",
+        }
+    );
     section("ping across the overlay, both ways");
     step(h1, 0, "ip netns exec c1 ping -c 3 12.12.12.3")?;
     step(h2, 1, "ip netns exec c2 ping -c 3 12.12.12.2")?;
