@@ -12,6 +12,7 @@ pub mod latency;
 pub mod netns;
 pub mod scenario;
 pub mod soak;
+pub mod vm;
 
 pub use cmd::{run, vtep, vtep_bin};
 pub use netns::Netns;

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod batch;
 pub mod cli;
+pub mod clsact;
 pub mod datapath;
 pub mod fdb;
 pub mod host;

@@ -66,6 +66,7 @@ pub async fn up(st: &mut State, args: &UpArgs) -> Result<()> {
                 s.pins.create()?;
                 let result = attach(&s.pins, &cfg, capacity, &dev, &[]);
                 if result.is_err() {
+                    let _ = datapath::detach_tc(&s.pins.underlay_link());
                     let _ = s.pins.remove();
                 }
                 Ok(result?)

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod setup;
+mod vms;
 
 use std::{
     io::{BufRead, BufReader},
@@ -11,12 +12,15 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-const USAGE: &str = "usage: cargo xtask setup | demo | test [-- cargo test args...] | bench [--quick] | soak [--seconds N]";
+const USAGE: &str = "usage: cargo xtask setup | demo [--vms [--kernel 6.1|6.12]] | test [-- cargo test args...] | bench [--quick] [--vms [--kernel 6.1|6.12] [--runs N]] | soak [--seconds N]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup::ensure(),
+        Some("demo") if args.iter().any(|a| a == "--vms") => setup::ensure()
+            .and_then(|()| build())
+            .and_then(|()| vms::demo(&args[1..])),
         Some("demo") => setup::ensure()
             .and_then(|()| build())
             .and_then(|()| demo::run()),
@@ -26,6 +30,9 @@ fn main() -> ExitCode {
         Some("soak") => setup::ensure()
             .and_then(|()| build())
             .and_then(|()| soak(&args[1..])),
+        Some("bench") if args.iter().any(|a| a == "--vms") => setup::ensure()
+            .and_then(|()| build())
+            .and_then(|()| vms::bench(&args[1..])),
         Some("bench") => setup::ensure()
             .and_then(|()| build())
             .and_then(|()| bench::run(&args[1..])),

@@ -20,6 +20,13 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "jq",
     "strace",
+    // The VM testbed: QEMU, busybox for the VMs' small utilities, cpio for the
+    // initramfs, kmod for module load order, xz for 6.12's compressed modules.
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "kmod",
+    "xz-utils",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -27,7 +34,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 pub fn ensure() -> Result<()> {
     ensure_packages()?;
     ensure_nightly_rust_src()?;
-    ensure_bpf_linker()
+    ensure_bpf_linker()?;
+    // Debian's kernels for the VMs (bookworm's 6.1, bookworm-backports' 6.12) through a
+    // private APT configuration under target/vm/apt; cached after the first run.
+    vtep_testbed::vm::prepare()
 }
 
 fn quiet(cmd: &mut Command) -> Result<String> {

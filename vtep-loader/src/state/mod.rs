@@ -198,6 +198,8 @@ impl State {
             }
         }
         self.tables = None;
+        // Netlink TC filters (kernels without TCX) are not pinned links: removed by record.
+        crate::datapath::detach_tc(&self.pins.underlay_link())?;
         self.pins.remove()?;
         self.pins.prune_parents();
         Ok(())
