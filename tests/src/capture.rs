@@ -80,7 +80,7 @@ impl Capture {
     fn finish(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).ok();
             child.wait()?;
         }
         Ok(())
@@ -90,10 +90,10 @@ impl Capture {
 impl Drop for Capture {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill().ok();
+            child.wait().ok();
         }
-        let _ = fs::remove_file(&self.path);
+        fs::remove_file(&self.path).ok();
     }
 }
 

@@ -29,11 +29,11 @@ pub fn remove(name: &str) {
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             if let Ok(pid) = pid.parse::<i32>() {
                 let pid = nix::unistd::Pid::from_raw(pid);
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).ok();
             }
         }
     }
-    let _ = output("ip", &["netns", "del", name]);
+    output("ip", &["netns", "del", name]).ok();
 }
 
 impl Drop for Netns {
@@ -69,6 +69,6 @@ pub fn enter(name: &str) -> Result<Inside> {
 
 impl Drop for Inside {
     fn drop(&mut self) {
-        let _ = nix::sched::setns(&self.home, nix::sched::CloneFlags::CLONE_NEWNET);
+        nix::sched::setns(&self.home, nix::sched::CloneFlags::CLONE_NEWNET).ok();
     }
 }

@@ -65,6 +65,14 @@ impl Host {
     }
 
     /// Where vtep pins this host's programs and maps, as `vtep show` reports it.
+    /// Addresses and raises the host's underlay device `eth1` (made by the caller).
+    pub fn underlay_up(&self) -> Result<()> {
+        let addr = format!("{}/24", self.ip);
+        run("ip", &["-n", &self.ns, "addr", "add", &addr, "dev", "eth1"])?;
+        run("ip", &["-n", &self.ns, "link", "set", "eth1", "up"])?;
+        Ok(())
+    }
+
     pub fn pin_dir(&self) -> Result<std::path::PathBuf> {
         let show: serde_json::Value = serde_json::from_str(&self.vtep(&["-j", "show"])?)?;
         let dir = show["state"]
@@ -156,19 +164,7 @@ impl Testbed {
             }
         }
         for h in &bed.hosts {
-            run(
-                "ip",
-                &[
-                    "-n",
-                    &h.ns,
-                    "addr",
-                    "add",
-                    &format!("{}/24", h.ip),
-                    "dev",
-                    "eth1",
-                ],
-            )?;
-            run("ip", &["-n", &h.ns, "link", "set", "eth1", "up"])?;
+            h.underlay_up()?;
             if let Stack::Vtep(extra) = &h.stack {
                 let mut up = vec!["up", "--dev", "eth1", "--local", h.ip.as_str()];
                 up.extend(extra.iter().map(String::as_str));
@@ -336,7 +332,7 @@ impl Drop for Testbed {
     fn drop(&mut self) {
         for h in &self.hosts {
             if matches!(h.stack, Stack::Vtep(_)) {
-                let _ = h.vtep(&["down"]);
+                h.vtep(&["down"]).ok();
             }
             netns::remove(&h.container);
         }

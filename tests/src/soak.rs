@@ -44,7 +44,9 @@ fn vtep_measured(host: &Host, args: &[&str]) -> Result<i64> {
         .spawn()
         .context("running vtep")?;
     let mut status = 0;
+    // SAFETY: rusage is plain integers: all zeroes is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: status and usage are live locals the kernel fills in; the pid is our child.
     if unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) } < 0 {
         bail!("waiting for vtep: {}", std::io::Error::last_os_error());
     }

@@ -116,7 +116,7 @@ struct Down(String);
 
 impl Drop for Down {
     fn drop(&mut self) {
-        let _ = vtep_output(&["-n", &self.0, "down"]);
+        vtep_output(&["-n", &self.0, "down"]).ok();
     }
 }
 
@@ -773,19 +773,7 @@ fn up_reattaches_a_recreated_underlay() -> Result<()> {
         ],
     )?;
     for h in [h1, h2] {
-        run(
-            "ip",
-            &[
-                "-n",
-                &h.ns,
-                "addr",
-                "add",
-                &format!("{}/24", h.ip),
-                "dev",
-                "eth1",
-            ],
-        )?;
-        run("ip", &["-n", &h.ns, "link", "set", "eth1", "up"])?;
+        h.underlay_up()?;
         let show = json(h, &["show"])?;
         ensure!(show["attached"] == false, "{}: {show}", h.ns);
         let text = h.vtep(&["show"])?;
@@ -1247,7 +1235,7 @@ fn batch_of_100k_lines_and_a_bad_line() -> Result<()> {
     impl Drop for Rm {
         fn drop(&mut self) {
             for p in &self.0 {
-                let _ = std::fs::remove_file(p);
+                std::fs::remove_file(p).ok();
             }
         }
     }

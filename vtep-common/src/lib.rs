@@ -243,17 +243,14 @@ pub const NEIGH_EXTERN: u8 = 1;
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all of these are repr(C), Copy, and have no implicit padding.
-    unsafe impl aya::Pod for super::Config {}
-    unsafe impl aya::Pod for super::MacVni {}
-    unsafe impl aya::Pod for super::FdbEntry {}
-    unsafe impl aya::Pod for super::Port {}
-    unsafe impl aya::Pod for super::IpVni {}
-    unsafe impl aya::Pod for super::NeighEntry {}
-    unsafe impl aya::Pod for super::Remote {}
-    unsafe impl aya::Pod for super::FloodList {}
-    unsafe impl aya::Pod for super::VniPorts {}
-    unsafe impl aya::Pod for super::Miss {}
+    macro_rules! pod {
+        ($($t:ident),*) => {$(
+            // SAFETY: repr(C), Copy, no implicit padding (explicit `_pad` fields), and
+            // every bit pattern is a valid value: the kernel's bytes read as any of them.
+            unsafe impl aya::Pod for super::$t {}
+        )*};
+    }
+    pod!(Config, MacVni, FdbEntry, Port, IpVni, NeighEntry, Remote, FloodList, VniPorts, Miss);
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! added it.
 
 use std::{
-    fs, io, mem,
+    fs, mem,
     os::fd::{AsFd, AsRawFd},
     path::Path,
 };
@@ -120,12 +120,7 @@ pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, pin: &Path) -> Result<&'a mut Xdp> {
 }
 
 fn replace_pin(pin: &Path) -> Result<()> {
-    match fs::remove_file(pin) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("unpinning {}", pin.display()))
-        }
-        _ => Ok(()),
-    }
+    crate::host::remove_if_present(pin)
 }
 
 /// Priority of the netlink TC filters vtep adds ("VT"), with handle 1: vtep has one
@@ -323,7 +318,8 @@ fn netlink_link(
         Err(e) => Err(e).with_context(|| format!("attaching a TC filter to {ifname}")),
     };
     if result.is_err() {
-        let _ = remove_filter(&record);
+        // The attach error is the one worth reporting.
+        remove_filter(&record).ok();
     }
     result
 }

@@ -184,3 +184,14 @@ pub fn current_netns() -> Result<File> {
 pub fn is_netns(fd: impl AsFd) -> bool {
     nix::sys::statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type() == netns::NSFS_MAGIC)
 }
+
+/// Removes a file (a pin, a journal, a placeholder) that may already be gone: only other
+/// failures are errors, so cleanup that runs twice, or after a kill, is not one.
+pub fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}

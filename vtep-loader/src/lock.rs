@@ -34,6 +34,18 @@ pub enum Step {
     Down,
 }
 
+/// As the operator knows the step: the command that was interrupted.
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Tables => f.write_str("table writes"),
+            Step::PortAdd { netns, .. } => write!(f, "port add {netns}"),
+            Step::Up => f.write_str("up"),
+            Step::Down => f.write_str("down"),
+        }
+    }
+}
+
 pub struct HostLock {
     held: Flock<File>,
     dir: PathBuf,
@@ -92,12 +104,7 @@ impl HostLock {
     pub fn record(&self, steps: &[Step]) -> Result<()> {
         let path = self.journal_path();
         if steps.is_empty() {
-            return match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    Err(e).context("clearing the journal")
-                }
-                _ => Ok(()),
-            };
+            return crate::host::remove_if_present(&path);
         }
         let tmp = self.dir.join("journal.tmp");
         let mut file = File::create(&tmp).context("writing the journal")?;
@@ -108,9 +115,10 @@ impl HostLock {
     /// After `down`: nothing of the host is left, its lock directory neither. Waiting
     /// writers notice the lock is gone and take a new one.
     pub fn remove(self) -> Result<()> {
-        let _ = fs::remove_file(self.journal_path());
+        crate::host::remove_if_present(&self.journal_path())?;
         fs::remove_file(self.dir.join("lock")).context("removing the host lock")?;
-        let _ = fs::remove_dir(&self.dir);
+        // A writer that was waiting may already have made a new lock in it: then it stays.
+        fs::remove_dir(&self.dir).ok();
         drop(self.held);
         Ok(())
     }

@@ -34,6 +34,8 @@ pub async fn run(st: &mut State, json: bool) -> Result<()> {
                     if item.len() < size_of::<Miss>() {
                         continue;
                     }
+                    // SAFETY: the item holds at least size_of::<Miss>() bytes (checked
+                    // above), and Miss is plain old data: every bit pattern is a value.
                     let miss: Miss = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
                     if !ports.contains_key(&miss.ifindex) {
                         ports = port_names(st)?;

@@ -47,8 +47,10 @@ pub fn create(name: &str) -> Result<u64> {
     let target = path(name);
     // A placeholder left by a creation that was killed half-way is not a namespace.
     if target.exists() && !exists(name) {
-        let _ = umount2(&target, MntFlags::MNT_DETACH);
-        let _ = fs::remove_file(&target);
+        // Killed before its bind mount, there is nothing to unmount (EINVAL).
+        umount2(&target, MntFlags::MNT_DETACH).ok();
+        fs::remove_file(&target)
+            .with_context(|| format!("removing the placeholder {}", target.display()))?;
     }
     fs::OpenOptions::new()
         .write(true)
@@ -72,14 +74,16 @@ pub fn create(name: &str) -> Result<u64> {
     .join()
     .map_err(|_| anyhow!("namespace creation thread panicked"))?;
     if result.is_err() {
-        let _ = fs::remove_file(&target);
+        // The creation error is the one worth reporting.
+        fs::remove_file(&target).ok();
     }
     result.with_context(|| format!("creating network namespace \"{name}\""))
 }
 
 pub fn delete(name: &str) -> Result<()> {
     let target = path(name);
-    let _ = umount2(&target, MntFlags::MNT_DETACH);
+    // Not mounted (a placeholder) is no reason to keep the file.
+    umount2(&target, MntFlags::MNT_DETACH).ok();
     fs::remove_file(&target).with_context(|| format!("deleting network namespace \"{name}\""))
 }
 

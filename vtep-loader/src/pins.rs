@@ -110,7 +110,8 @@ impl Pins {
     /// Drops the version and vtep directories once no namespace uses them (after `down`).
     pub fn prune_parents(&self) {
         for parent in self.dir.ancestors().skip(1).take(2) {
-            let _ = fs::remove_dir(parent);
+            // Not empty while other namespaces (or layouts) use it.
+            fs::remove_dir(parent).ok();
         }
     }
 

@@ -5,11 +5,12 @@ use std::{
     fs::File,
     io,
     net::{IpAddr, Ipv4Addr},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::AsRawFd,
 };
 
 use anyhow::{anyhow, Context, Result};
 use futures::TryStreamExt;
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use rtnetlink::{
     packet_route::{
         address::AddressAttribute,
@@ -168,11 +169,15 @@ pub fn enable_gro(ifname: &str) -> Result<()> {
         _pad: [0; 16],
     };
     req.name[..ifname.len()].copy_from_slice(ifname.as_bytes());
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error()).context("opening an ethtool socket");
-    }
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("opening an ethtool socket")?;
+    // SAFETY: SIOCETHTOOL reads the ifreq and the ethtool_value it points to, both alive
+    // and laid out as the kernel's structs for the whole call.
     if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req) } != 0 {
         return Err(io::Error::last_os_error())
             .with_context(|| format!("enabling GRO on {ifname}"));

@@ -17,7 +17,7 @@ use crate::{
     args::Tos,
     cli::{DecapArg, UpArgs, XdpModeArg},
     datapath::{self, Capacity},
-    host,
+    host::{self, remove_if_present},
     lock::{HostLock, Step},
     output::{self, fixed, text_of},
     pins::Pins,
@@ -66,8 +66,10 @@ pub async fn up(st: &mut State, args: &UpArgs) -> Result<()> {
                 s.pins.create()?;
                 let result = attach(&s.pins, &cfg, capacity, &dev, &[]);
                 if result.is_err() {
-                    let _ = datapath::detach_tc(&s.pins.underlay_link());
-                    let _ = s.pins.remove();
+                    // The attach error is the one worth reporting; a retry or `down`
+                    // removes whatever these leave.
+                    datapath::detach_tc(&s.pins.underlay_link()).ok();
+                    s.pins.remove().ok();
                 }
                 Ok(result?)
             })
@@ -182,8 +184,8 @@ fn attach(
         }
         None => {
             // Switching from XDP to TC: drop the XDP link.
-            let _ = fs::remove_file(pins.underlay_xdp_link());
-            let _ = fs::remove_file(pins.underlay_xdp_program());
+            remove_if_present(&pins.underlay_xdp_link())?;
+            remove_if_present(&pins.underlay_xdp_program())?;
         }
     }
     let port_prog = datapath::tc(&mut ebpf, datapath::PORT_PROGRAM)?;
@@ -230,8 +232,8 @@ async fn upgrade(st: &mut State, args: &UpArgs, current: &Config, cfg: Config) -
     // The underlay device was deleted and made again under its name: its links died with
     // it, so attach anew instead of swapping programs into dead links.
     if current.underlay_ifindex != cfg.underlay_ifindex {
-        let _ = fs::remove_file(st.pins.underlay_link());
-        let _ = fs::remove_file(st.pins.underlay_xdp_link());
+        remove_if_present(&st.pins.underlay_link())?;
+        remove_if_present(&st.pins.underlay_xdp_link())?;
     }
     attach(&st.pins, &cfg, capacity, &current_dev, &ports)?;
     st.reopen()

@@ -44,10 +44,10 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         println!("\n== cleaning up");
         for host in HOSTS {
-            let _ = sh_quiet(&format!("vtep -n {host} down"));
+            sh_quiet(&format!("vtep -n {host} down")).ok();
         }
         for ns in HOSTS.iter().chain(&CONTAINERS) {
-            let _ = sh_quiet(&format!("ip netns del {ns}"));
+            sh_quiet(&format!("ip netns del {ns}")).ok();
         }
     }
 }

@@ -155,8 +155,8 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        let _ = vtep(&["-n", &self.vtep_ns.name, "down"]);
-        let _ = std::fs::remove_file(&self.vtep_file);
-        let _ = std::fs::remove_file(&self.kernel_file);
+        vtep(&["-n", &self.vtep_ns.name, "down"]).ok();
+        std::fs::remove_file(&self.vtep_file).ok();
+        std::fs::remove_file(&self.kernel_file).ok();
     }
 }

@@ -70,26 +70,27 @@ pub fn svg(report: &Report) -> String {
         reference: (100.0, "100 ns".into()),
     };
     let mut s = String::new();
-    let _ = writeln!(
+    writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
+    ).ok();
+    writeln!(
         s,
         r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#
-    );
-    let _ = writeln!(
+    )
+    .ok();
+    writeln!(
         s,
         r#"<text x="20" y="26" font-size="16" font-weight="bold">vtep bench: medians of {} run(s)</text>"#,
         report.plan.runs
-    );
+    ).ok();
     draw(&mut s, &ratios);
     draw(&mut s, &costs);
-    let _ = writeln!(
+    writeln!(
         s,
         r##"<text x="20" y="{}" font-size="11" fill="#555">Measured in turn on one shared machine: compare ratios, not absolute values. n/a: the measurement failed (errors in bench.json).</text>"##,
         HEIGHT - 14.0
-    );
+    ).ok();
     s.push_str("</svg>\n");
     s
 }
@@ -102,30 +103,33 @@ fn draw(s: &mut String, p: &Panel) {
         .fold(p.reference.0, |a, &b| a.max(b));
     let top = nice_ceiling(max * 1.1);
     let y = |v: f64| PLOT_BOTTOM - (v / top) * (PLOT_BOTTOM - PLOT_TOP);
-    let _ = writeln!(
+    writeln!(
         s,
         r#"<text x="{}" y="52" font-size="14">{}</text>"#,
         p.left,
         escape(&p.title)
-    );
+    )
+    .ok();
     for (i, name) in p.series.iter().enumerate() {
         let x = p.left + i as f64 * 90.0;
-        let _ = writeln!(
+        writeln!(
             s,
             r#"<rect x="{x}" y="60" width="10" height="10" fill="{}"/>"#,
             COLORS[i % COLORS.len()]
-        );
-        let _ = writeln!(
+        )
+        .ok();
+        writeln!(
             s,
             r#"<text x="{}" y="69">{}</text>"#,
             x + 14.0,
             escape(name)
-        );
+        )
+        .ok();
     }
     let divisions = divisions(top);
     for k in 0..=divisions {
         let v = top * k as f64 / divisions as f64;
-        let _ = writeln!(
+        writeln!(
             s,
             r##"<line x1="{}" x2="{}" y1="{y}" y2="{y}" stroke="#e0e0e0"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
             p.left,
@@ -134,7 +138,7 @@ fn draw(s: &mut String, p: &Panel) {
             y(v) + 4.0,
             short(v),
             y = y(v)
-        );
+        ).ok();
     }
     let group_w = p.width / p.groups.len() as f64;
     let bar_w = (group_w * 0.8) / p.series.len() as f64;
@@ -145,7 +149,7 @@ fn draw(s: &mut String, p: &Panel) {
             let cx = x + bar_w / 2.0;
             match v {
                 Some(v) => {
-                    let _ = writeln!(
+                    writeln!(
                         s,
                         r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"/><text x="{cx:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"#,
                         y(*v),
@@ -154,29 +158,30 @@ fn draw(s: &mut String, p: &Panel) {
                         COLORS[i % COLORS.len()],
                         y(*v) - 3.0,
                         short(*v)
-                    );
+                    ).ok();
                 }
                 None => {
-                    let _ = writeln!(
+                    writeln!(
                         s,
                         r##"<text x="{cx:.1}" y="{:.1}" text-anchor="middle" font-size="10" fill="#c00">n/a</text>"##,
                         PLOT_BOTTOM - 4.0
-                    );
+                    ).ok();
                 }
             }
         }
         for (line, text) in label.split('|').enumerate() {
-            let _ = writeln!(
+            writeln!(
                 s,
                 r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
                 gx + group_w * 0.4,
                 PLOT_BOTTOM + 18.0 + line as f64 * 15.0,
                 escape(text)
-            );
+            )
+            .ok();
         }
     }
     let (value, name) = &p.reference;
-    let _ = writeln!(
+    writeln!(
         s,
         r##"<line x1="{}" x2="{}" y1="{ry:.1}" y2="{ry:.1}" stroke="#333" stroke-dasharray="4 3"/><text x="{}" y="{:.1}" font-size="10">{}</text>"##,
         p.left,
@@ -185,13 +190,13 @@ fn draw(s: &mut String, p: &Panel) {
         y(*value) + 3.0,
         escape(name),
         ry = y(*value)
-    );
-    let _ = writeln!(
+    ).ok();
+    writeln!(
         s,
         r##"<line x1="{l}" x2="{l}" y1="{PLOT_TOP}" y2="{PLOT_BOTTOM}" stroke="#333"/><line x1="{l}" x2="{}" y1="{PLOT_BOTTOM}" y2="{PLOT_BOTTOM}" stroke="#333"/>"##,
         p.left + p.width,
         l = p.left
-    );
+    ).ok();
 }
 
 /// The smallest of 1, 2, 2.5 or 5 times a power of ten that is at least `v`.

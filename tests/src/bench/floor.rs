@@ -93,6 +93,7 @@ fn ifindex(dev: &str) -> Result<u32> {
 /// A TC program that returns `helper(ifindex, 0)`: bpf_redirect or bpf_redirect_peer.
 fn redirect(helper: bpf_func_id, ifindex: u32) -> Result<OwnedFd> {
     let insn = |code: u32, dst: u8, imm: i32| {
+        // SAFETY: bpf_insn is plain integers: all zeroes is a valid (no-op) value.
         let mut i: bpf_insn = unsafe { mem::zeroed() };
         i.code = code as u8;
         i.set_dst_reg(dst);
@@ -107,7 +108,9 @@ fn redirect(helper: bpf_func_id, ifindex: u32) -> Result<OwnedFd> {
         insn(BPF_JMP | BPF_EXIT, 0, 0),
     ];
     let license = c"GPL";
+    // SAFETY: bpf_attr is a union of plain integers; the kernel wants unused bytes zero.
     let mut attr: bpf_attr = unsafe { mem::zeroed() };
+    // SAFETY: BPF_PROG_LOAD reads this member of the union; all of it is integers.
     let load = unsafe { &mut attr.__bindgen_anon_3 };
     load.prog_type = bpf_prog_type::BPF_PROG_TYPE_SCHED_CLS as u32;
     load.insn_cnt = insns.len() as u32;
@@ -118,7 +121,9 @@ fn redirect(helper: bpf_func_id, ifindex: u32) -> Result<OwnedFd> {
 
 /// Attaches `prog` at TCX ingress of `ifindex`, for as long as the returned link lives.
 fn attach(prog: &OwnedFd, ifindex: u32) -> Result<OwnedFd> {
+    // SAFETY: bpf_attr is a union of plain integers; the kernel wants unused bytes zero.
     let mut attr: bpf_attr = unsafe { mem::zeroed() };
+    // SAFETY: BPF_LINK_CREATE reads this member of the union; all of it is integers.
     let link = unsafe { &mut attr.link_create };
     link.__bindgen_anon_1.prog_fd = prog.as_raw_fd() as u32;
     link.__bindgen_anon_2.target_ifindex = ifindex;
@@ -127,6 +132,8 @@ fn attach(prog: &OwnedFd, ifindex: u32) -> Result<OwnedFd> {
 }
 
 fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> Result<OwnedFd> {
+    // SAFETY: attr is a live, fully initialised bpf_attr of the size passed; the
+    // pointers in it (instructions, license) outlive the call.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_bpf,

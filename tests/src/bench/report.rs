@@ -174,52 +174,55 @@ impl Report {
     /// Medians and ratios, for the terminal.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(
+        writeln!(
             s,
             "medians of {} run(s), topologies measured in turn each run; the machine is shared, so compare ratios",
             self.plan.runs
-        );
+        ).ok();
         let shown = self.plan.topologies();
         let measured: &[Metric] = if shown.is_empty() { &[] } else { &Metric::ALL };
-        let _ = write!(s, "\n{:<28}", "");
+        write!(s, "\n{:<28}", "").ok();
         for t in shown {
-            let _ = write!(s, "{:>12}", t.key());
+            write!(s, "{:>12}", t.key()).ok();
         }
         s.push('\n');
         for &m in measured {
-            let _ = write!(s, "{:<28}", format!("{} ({})", m.label(), m.unit()));
+            write!(s, "{:<28}", format!("{} ({})", m.label(), m.unit())).ok();
             for t in Topology::ALL {
-                let _ = write!(
+                write!(
                     s,
                     "{:>12}",
                     self.median(t, m)
                         .map_or("failed".into(), |v| number(v, m.unit()))
-                );
+                )
+                .ok();
             }
             s.push('\n');
             for (name, base) in [
                 ("  vs kernel", Topology::Kernel),
                 ("  vs plain", Topology::Plain),
             ] {
-                let _ = write!(s, "{name:<28}");
+                write!(s, "{name:<28}").ok();
                 for t in Topology::ALL {
-                    let _ = write!(
+                    write!(
                         s,
                         "{:>12}",
                         self.ratio(t, m, base)
                             .map_or("-".into(), |r| format!("{r:.2}x"))
-                    );
+                    )
+                    .ok();
                 }
                 s.push('\n');
             }
         }
         let [small, large] = FDB_SIZES;
         let (small_head, large_head) = (format!("FDB {small}"), format!("FDB {large}"));
-        let _ = writeln!(
+        writeln!(
             s,
             "\n{:<28}{small_head:>12}{large_head:>12}{:>12}",
             "program (ns/packet)", "ratio"
-        );
+        )
+        .ok();
         for p in Program::ALL {
             let cell = |n| {
                 self.program_median(p, n)
@@ -228,14 +231,15 @@ impl Report {
             let growth = self
                 .fdb_growth(p)
                 .map_or("-".into(), |r| format!("{r:.2}x"));
-            let _ = writeln!(
+            writeln!(
                 s,
                 "{:<28}{:>12}{:>12}{:>12}",
                 p.key(),
                 cell(small),
                 cell(large),
                 growth
-            );
+            )
+            .ok();
         }
         let failures: Vec<String> = self
             .traffic
@@ -263,7 +267,7 @@ impl Report {
             self.batch_median(w)
                 .map_or("failed".into(), |v| format!("{:.0}", v))
         };
-        let _ = writeln!(
+        writeln!(
             s,
             "\nFDB entries/s through -batch ({} entries): vtep {} kernel (bridge) {} ratio {}",
             super::batch::ENTRIES,
@@ -271,11 +275,12 @@ impl Report {
             rate(Writer::Kernel),
             self.batch_ratio()
                 .map_or("-".into(), |r| format!("{r:.2}x"))
-        );
+        )
+        .ok();
         if !failures.is_empty() {
             s.push_str("\nfailed measurements:\n");
             for f in failures {
-                let _ = writeln!(s, "  {f}");
+                writeln!(s, "  {f}").ok();
             }
         }
         s

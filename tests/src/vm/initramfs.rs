@@ -110,7 +110,7 @@ pub fn build(kernel: &Kernel, vtep: &Path) -> Result<PathBuf> {
     }
 
     let stage = out.with_extension(format!("stage{}", std::process::id()));
-    let _ = fs::remove_dir_all(&stage);
+    fs::remove_dir_all(&stage).ok();
     let result = (|| {
         for d in [
             "usr/bin",
@@ -196,7 +196,7 @@ pub fn build(kernel: &Kernel, vtep: &Path) -> Result<PathBuf> {
         fs::rename(&tmp, &out)?;
         Ok(())
     })();
-    let _ = fs::remove_dir_all(&stage);
+    fs::remove_dir_all(&stage).ok();
     result.context("building the initramfs")?;
     prune(&out_dir, &kernel.release, &out);
     Ok(out)
@@ -211,7 +211,7 @@ fn prune(dir: &Path, release: &str, keep: &Path) {
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
         if p != keep && name.starts_with(&format!("{release}-")) && name.ends_with(".cpio") {
-            let _ = fs::remove_file(p);
+            fs::remove_file(p).ok();
         }
     }
 }

@@ -75,14 +75,14 @@ impl Kernel {
             .context("package name")?
             .to_string();
         let tmp = dir.with_extension("tmp");
-        let _ = fs::remove_dir_all(&tmp);
+        fs::remove_dir_all(&tmp).ok();
         fs::create_dir_all(&tmp)?;
         let root = tmp.join("root");
         run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
         // Debian generates modules.dep at install time; we resolve load order with it.
         run(Command::new("depmod").arg("-b").arg(&root).arg(&release))?;
         fs::write(tmp.join("release"), &release)?;
-        let _ = fs::remove_dir_all(&dir);
+        fs::remove_dir_all(&dir).ok();
         fs::rename(&tmp, &dir)?;
         Self::cached(series, &dir).context("kernel cache incomplete after unpacking")
     }

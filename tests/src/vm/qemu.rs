@@ -45,7 +45,7 @@ impl Vm {
         let runs = super::dir().join("run");
         prune_runs(&runs);
         let dir = runs.join(&spec.name);
-        let _ = fs::remove_dir_all(&dir);
+        fs::remove_dir_all(&dir).ok();
         fs::create_dir_all(&dir)?;
         let console = dir.join("console.log");
         let socket = dir.join("control.sock");
@@ -58,6 +58,8 @@ impl Vm {
         // Drop kills QEMU on every path a test unwinds through; a test process killed
         // outright takes its VMs with it through the parent-death signal (kept across
         // `ip netns exec`'s exec of QEMU).
+        // SAFETY: the closure runs between fork and exec and only makes one
+        // async-signal-safe system call (prctl).
         unsafe {
             command.pre_exec(|| {
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
@@ -169,8 +171,8 @@ impl Starting {
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill().ok();
+        self.child.wait().ok();
         // The logs stay for a failed test to be read; `start` removes old ones.
     }
 }
@@ -188,7 +190,7 @@ fn prune_runs(runs: &std::path::Path) {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > Duration::from_secs(3600));
         if old {
-            let _ = fs::remove_dir_all(e.path());
+            fs::remove_dir_all(e.path()).ok();
         }
     }
 }

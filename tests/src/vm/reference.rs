@@ -152,7 +152,9 @@ impl Pair {
             ),
             std::time::Duration::from_secs(u64::from(seconds) + 30),
         )?;
-        let _ = server.output("kill $(cat /tmp/iperf3.pid) 2>/dev/null; rm -f /tmp/iperf3.pid");
+        server
+            .output("kill $(cat /tmp/iperf3.pid) 2>/dev/null; rm -f /tmp/iperf3.pid")
+            .ok();
         let json: serde_json::Value = serde_json::from_str(&out)
             .with_context(|| format!("iperf3 printed no JSON (exit {rc}): {out}"))?;
         if let Some(e) = json.get("error") {

@@ -118,83 +118,70 @@ impl State {
         op: FdbOp,
     ) -> StateResult<()> {
         self.step(Step::Tables, async |s| {
-            s.fdb_set_now(mac, vni, remote, origin, op)
+            let t = s.tables()?;
+            let key = MacVni::new(mac.0, vni);
+            if t.local.get(&key, 0).is_ok() {
+                return Err(StateError::LocalMac { mac, vni });
+            }
+            let old = t.fdb.get(&key, 0).ok();
+            // As with the kernel, an entry already learned makes `fdb add` fail.
+            if op == FdbOp::Add && (old.is_some() || t.learned.get(&key, 0).is_ok()) {
+                return Err(StateError::Exists(format!(
+                    "FDB entry for {mac} in VNI {vni} already exists (use `vtep fdb replace`)"
+                )));
+            }
+            // A control plane reconciles its own entries and never overwrites one made by hand.
+            if origin == Origin::ExternLearn
+                && old.is_some_and(|o| Origin::of_flags(o.flags) == Origin::Permanent)
+            {
+                return Err(StateError::Exists(format!(
+                    "a permanent FDB entry for {mac} in VNI {vni} made by hand already exists"
+                )));
+            }
+            let value = FdbEntry {
+                remote_ip: remote.ip,
+                port: remote.port,
+                flags: origin.flags(),
+                seen_ns: 0,
+            };
+            s.peer_ref(vni, remote.ip, 1)?;
+            let t = s.tables()?;
+            let flags = if op == FdbOp::Add { BPF_NOEXIST } else { 0 };
+            if let Err(e) = t.fdb.insert(key, value, flags) {
+                let size = t.capacity.fdb;
+                s.peer_ref(vni, remote.ip, -1)?;
+                return Err(full("FDB", size)(e));
+            }
+            let t = s.tables()?;
+            ignore_missing(t.learned.remove(&key))?;
+            if let Some(old) = old {
+                s.peer_ref(vni, old.remote_ip, -1)?;
+            }
+            Ok(())
         })
         .await
-    }
-
-    fn fdb_set_now(
-        &mut self,
-        mac: Mac,
-        vni: u32,
-        remote: Remote,
-        origin: Origin,
-        op: FdbOp,
-    ) -> StateResult<()> {
-        let t = self.tables()?;
-        let key = MacVni::new(mac.0, vni);
-        if t.local.get(&key, 0).is_ok() {
-            return Err(StateError::LocalMac { mac, vni });
-        }
-        let old = t.fdb.get(&key, 0).ok();
-        // As with the kernel, an entry already learned makes `fdb add` fail.
-        if op == FdbOp::Add && (old.is_some() || t.learned.get(&key, 0).is_ok()) {
-            return Err(StateError::Exists(format!(
-                "FDB entry for {mac} in VNI {vni} already exists (use `vtep fdb replace`)"
-            )));
-        }
-        // A control plane reconciles its own entries and never overwrites one made by hand.
-        if origin == Origin::ExternLearn
-            && old.is_some_and(|o| Origin::of_flags(o.flags) == Origin::Permanent)
-        {
-            return Err(StateError::Exists(format!(
-                "a permanent FDB entry for {mac} in VNI {vni} made by hand already exists"
-            )));
-        }
-        let value = FdbEntry {
-            remote_ip: remote.ip,
-            port: remote.port,
-            flags: origin.flags(),
-            seen_ns: 0,
-        };
-        self.peer_ref(vni, remote.ip, 1)?;
-        let t = self.tables()?;
-        let flags = if op == FdbOp::Add { BPF_NOEXIST } else { 0 };
-        if let Err(e) = t.fdb.insert(key, value, flags) {
-            let size = t.capacity.fdb;
-            self.peer_ref(vni, remote.ip, -1)?;
-            return Err(full("FDB", size)(e));
-        }
-        let t = self.tables()?;
-        ignore_missing(t.learned.remove(&key))?;
-        if let Some(old) = old {
-            self.peer_ref(vni, old.remote_ip, -1)?;
-        }
-        Ok(())
     }
 
     /// Deletes the entry `mac` in `vni` (permanent or learned), only if it points at `dst`
     /// when that is given.
     pub async fn fdb_del(&mut self, mac: Mac, vni: u32, dst: Option<Ipv4Addr>) -> StateResult<()> {
-        self.step(Step::Tables, async |s| s.fdb_del_now(mac, vni, dst))
-            .await
-    }
-
-    fn fdb_del_now(&mut self, mac: Mac, vni: u32, dst: Option<Ipv4Addr>) -> StateResult<()> {
-        let key = MacVni::new(mac.0, vni);
-        let t = self.tables()?;
-        let matches = |e: &FdbEntry| dst.is_none_or(|d| d.octets() == e.remote_ip);
-        if let Some(entry) = t.fdb.get(&key, 0).ok().filter(matches) {
-            ignore_missing(t.fdb.remove(&key))?;
-            return self.peer_ref(vni, entry.remote_ip, -1);
-        }
-        if t.learned.get(&key, 0).ok().filter(matches).is_some() {
-            return ignore_missing(t.learned.remove(&key));
-        }
-        Err(StateError::NotFound(match dst {
-            Some(dst) => format!("no FDB entry for {mac} dst {dst} in VNI {vni}"),
-            None => format!("no FDB entry for {mac} in VNI {vni}"),
-        }))
+        self.step(Step::Tables, async |s| {
+            let key = MacVni::new(mac.0, vni);
+            let t = s.tables()?;
+            let matches = |e: &FdbEntry| dst.is_none_or(|d| d.octets() == e.remote_ip);
+            if let Some(entry) = t.fdb.get(&key, 0).ok().filter(matches) {
+                ignore_missing(t.fdb.remove(&key))?;
+                return s.peer_ref(vni, entry.remote_ip, -1);
+            }
+            if t.learned.get(&key, 0).ok().filter(matches).is_some() {
+                return ignore_missing(t.learned.remove(&key));
+            }
+            Err(StateError::NotFound(match dst {
+                Some(dst) => format!("no FDB entry for {mac} dst {dst} in VNI {vni}"),
+                None => format!("no FDB entry for {mac} in VNI {vni}"),
+            }))
+        })
+        .await
     }
 
     /// Puts a VTEP on a VNI's flood list: `Add` only as its first, `Append` beside the
@@ -207,93 +194,81 @@ impl State {
         op: FdbOp,
     ) -> StateResult<()> {
         self.step(Step::Tables, async |s| {
-            s.flood_set_now(vni, remote, origin, op)
+            let t = s.tables()?;
+            let old = t.flood.get(&vni, 0).unwrap_or_default();
+            let mut list = match op {
+                FdbOp::Replace => FloodList::default(),
+                _ => old,
+            };
+            let n = list.count as usize;
+            let dst = Ipv4Addr::from(remote.ip);
+            if op == FdbOp::Add && n > 0 {
+                return Err(StateError::Exists(format!(
+                    "VNI {vni} already has a flood list (use `vtep fdb append` to add {dst})"
+                )));
+            }
+            if list.remotes.iter().take(n).any(|r| r.ip == remote.ip) {
+                return Err(StateError::Exists(format!(
+                    "{dst} is already in the flood list of VNI {vni}"
+                )));
+            }
+            if n >= MAX_FLOOD {
+                return Err(StateError::Full {
+                    table: "flood list",
+                    size: MAX_FLOOD as u32,
+                });
+            }
+            list.remotes[n] = Remote {
+                flags: origin.flags(),
+                ..remote
+            };
+            list.count += 1;
+            s.peer_ref(vni, remote.ip, 1)?;
+            let t = s.tables()?;
+            if let Err(e) = t.flood.insert(vni, list, 0) {
+                let size = t.capacity.vnis;
+                s.peer_ref(vni, remote.ip, -1)?;
+                return Err(full("VNI", size)(e));
+            }
+            if op == FdbOp::Replace {
+                for r in old.remotes.iter().take(old.count as usize) {
+                    s.peer_ref(vni, r.ip, -1)?;
+                }
+            }
+            Ok(())
         })
         .await
     }
 
-    fn flood_set_now(
-        &mut self,
-        vni: u32,
-        remote: Remote,
-        origin: Origin,
-        op: FdbOp,
-    ) -> StateResult<()> {
-        let t = self.tables()?;
-        let old = t.flood.get(&vni, 0).unwrap_or_default();
-        let mut list = match op {
-            FdbOp::Replace => FloodList::default(),
-            _ => old,
-        };
-        let n = list.count as usize;
-        let dst = Ipv4Addr::from(remote.ip);
-        if op == FdbOp::Add && n > 0 {
-            return Err(StateError::Exists(format!(
-                "VNI {vni} already has a flood list (use `vtep fdb append` to add {dst})"
-            )));
-        }
-        if list.remotes.iter().take(n).any(|r| r.ip == remote.ip) {
-            return Err(StateError::Exists(format!(
-                "{dst} is already in the flood list of VNI {vni}"
-            )));
-        }
-        if n >= MAX_FLOOD {
-            return Err(StateError::Full {
-                table: "flood list",
-                size: MAX_FLOOD as u32,
-            });
-        }
-        list.remotes[n] = Remote {
-            flags: origin.flags(),
-            ..remote
-        };
-        list.count += 1;
-        self.peer_ref(vni, remote.ip, 1)?;
-        let t = self.tables()?;
-        if let Err(e) = t.flood.insert(vni, list, 0) {
-            let size = t.capacity.vnis;
-            self.peer_ref(vni, remote.ip, -1)?;
-            return Err(full("VNI", size)(e));
-        }
-        if op == FdbOp::Replace {
-            for r in old.remotes.iter().take(old.count as usize) {
-                self.peer_ref(vni, r.ip, -1)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Removes one VTEP from a VNI's flood list, or the whole list without `dst`.
     pub async fn flood_del(&mut self, vni: u32, dst: Option<Ipv4Addr>) -> StateResult<()> {
-        self.step(Step::Tables, async |s| s.flood_del_now(vni, dst))
-            .await
-    }
-
-    fn flood_del_now(&mut self, vni: u32, dst: Option<Ipv4Addr>) -> StateResult<()> {
-        let t = self.tables()?;
-        let Ok(list) = t.flood.get(&vni, 0) else {
-            return Err(StateError::NotFound(format!("VNI {vni} has no flood list")));
-        };
-        let remotes = &list.remotes[..(list.count as usize).min(MAX_FLOOD)];
-        let keep = |r: &&Remote| dst.is_some_and(|d| r.ip != d.octets());
-        let kept: Vec<Remote> = remotes.iter().filter(keep).copied().collect();
-        if let Some(dst) = dst.filter(|_| kept.len() == remotes.len()) {
-            return Err(StateError::NotFound(format!(
-                "{dst} is not in the flood list of VNI {vni}"
-            )));
-        }
-        if kept.is_empty() {
-            ignore_missing(t.flood.remove(&vni))?;
-        } else {
-            let mut next = FloodList::default();
-            next.remotes[..kept.len()].copy_from_slice(&kept);
-            next.count = kept.len() as u32;
-            t.flood.insert(vni, next, 0)?;
-        }
-        for gone in remotes.iter().filter(|r| !kept.contains(r)) {
-            self.peer_ref(vni, gone.ip, -1)?;
-        }
-        Ok(())
+        self.step(Step::Tables, async |s| {
+            let t = s.tables()?;
+            let Ok(list) = t.flood.get(&vni, 0) else {
+                return Err(StateError::NotFound(format!("VNI {vni} has no flood list")));
+            };
+            let remotes = &list.remotes[..(list.count as usize).min(MAX_FLOOD)];
+            let keep = |r: &&Remote| dst.is_some_and(|d| r.ip != d.octets());
+            let kept: Vec<Remote> = remotes.iter().filter(keep).copied().collect();
+            if let Some(dst) = dst.filter(|_| kept.len() == remotes.len()) {
+                return Err(StateError::NotFound(format!(
+                    "{dst} is not in the flood list of VNI {vni}"
+                )));
+            }
+            if kept.is_empty() {
+                ignore_missing(t.flood.remove(&vni))?;
+            } else {
+                let mut next = FloodList::default();
+                next.remotes[..kept.len()].copy_from_slice(&kept);
+                next.count = kept.len() as u32;
+                t.flood.insert(vni, next, 0)?;
+            }
+            for gone in remotes.iter().filter(|r| !kept.contains(r)) {
+                s.peer_ref(vni, gone.ip, -1)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Counts how many FDB entries and flood-list slots name a VTEP: the set of peers
@@ -394,8 +369,8 @@ impl State {
         self.step(Step::Tables, async |s| {
             for r in &rows {
                 match r.kind {
-                    FdbRowKind::Flood => s.flood_del_now(r.vni, Some(r.dst))?,
-                    FdbRowKind::Remote { .. } => s.fdb_del_now(r.mac, r.vni, Some(r.dst))?,
+                    FdbRowKind::Flood => s.flood_del(r.vni, Some(r.dst)).await?,
+                    FdbRowKind::Remote { .. } => s.fdb_del(r.mac, r.vni, Some(r.dst)).await?,
                 }
             }
             Ok(rows.len())

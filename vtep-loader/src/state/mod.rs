@@ -157,7 +157,11 @@ impl State {
     }
 
     async fn recover(&mut self, pending: Vec<Step>) -> Result<()> {
-        eprintln!("vtep: finishing what an interrupted vtep left: {pending:?}");
+        let steps: Vec<String> = pending.iter().map(|s| format!("`{s}`")).collect();
+        eprintln!(
+            "vtep: completing what an interrupted {} left",
+            steps.join(", ")
+        );
         for step in pending.into_iter().rev() {
             match step {
                 Step::Tables => {

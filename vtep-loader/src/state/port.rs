@@ -3,8 +3,6 @@
 //! until then the journal names it, so a `port add` killed at any step is undone by the next
 //! writer. Removal goes the other way: kernel objects first, the record last.
 
-use std::{fs, io};
-
 use anyhow::{Context, Result};
 use vtep_common::{MacVni, Port, VniPorts, IFNAME_MAX, MAX_VNI_PORTS, NETNS_NAME_MAX};
 
@@ -12,6 +10,7 @@ use super::{full, ignore_missing, State, StateError, StateResult};
 use crate::{
     args::{Ipv4Prefix, Mac},
     datapath,
+    host::remove_if_present,
     lock::Step,
     netns,
     output::{fixed, text_of},
@@ -252,12 +251,7 @@ impl State {
     /// namespace, then its records.
     pub async fn remove_port(&mut self, p: &PortState, nl: &Netlink) -> StateResult<()> {
         let netns = p.netns();
-        match fs::remove_file(self.pins.port_link(p.host_ifindex)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(anyhow::Error::from(e).into())
-            }
-            _ => {}
-        }
+        remove_if_present(&self.pins.port_link(p.host_ifindex))?;
         if is_our_veth(nl, p.host_ifindex, &netns).await? {
             nl.del_link(p.host_ifindex).await?;
         }
@@ -296,14 +290,14 @@ pub(super) async fn undo_add(s: &mut State, netns: &str, netns_existed: bool) ->
     }
     let host_name = host_ifname(netns);
     if let Some(index) = nl.ifindex(&host_name).await? {
-        let _ = fs::remove_file(s.pins.port_link(index));
+        remove_if_present(&s.pins.port_link(index))?;
         nl.del_link(index).await?;
     }
     if !netns_existed && netns::exists(netns) {
         netns::delete(netns)?;
     } else if !netns_existed {
         // A placeholder file of a creation killed before its bind mount.
-        let _ = fs::remove_file(netns::path(netns));
+        remove_if_present(&netns::path(netns))?;
     }
     Ok(())
 }
