@@ -10,7 +10,7 @@ pub mod wire;
 
 /// Bumped whenever a map's key or value layout changes; the pin directory carries it so a
 /// new loader never reuses maps pinned by an older one.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// skb mark of an encapsulated frame sent through the underlay's ingress so the kernel
 /// re-derives its protocol (IPv4) before `bpf_redirect_neigh` resolves the next hop.
@@ -29,6 +29,7 @@ pub mod map_name {
     pub const STATS: &str = "VTEP_STATS";
     pub const LEARNED: &str = "VTEP_LEARNED";
     pub const PEERS: &str = "VTEP_PEERS";
+    pub const VNIS: &str = "VTEP_VNIS";
     pub const FLOOD: &str = "VTEP_FLOOD";
     pub const VNI_PORTS: &str = "VTEP_VNI_PORTS";
     pub const MISSES: &str = "VTEP_MISSES";
@@ -46,11 +47,14 @@ pub const DEFAULT_MAX_LEARNED: u32 = 1 << 16;
 pub const MAX_NEIGH: u32 = 1 << 20;
 /// (VTEP, VNI) pairs `--strict-peers` can know: one per FDB entry at most.
 pub const MAX_PEERS: u32 = 1 << 20;
-pub const MAX_VNIS: u32 = 4096;
-/// Remote VTEPs in one VNI's flood list, and local ports of one VNI: both are replicated
-/// by bounded loops in the data path.
-pub const MAX_FLOOD: usize = 16;
-pub const MAX_VNI_PORTS: usize = 16;
+/// VNIs with local ports or a flood list.
+pub const MAX_VNIS: u32 = 1 << 14;
+/// Remote VTEPs in one VNI's flood list (the data path walks it with bpf_loop, so the
+/// bound costs the verifier nothing), and flood-list slots of all VNIs together.
+pub const MAX_FLOOD: u32 = 4096;
+pub const MAX_FLOOD_SLOTS: u32 = 1 << 20;
+/// Local ports of one VNI (the bridge's limit); all VNIs together hold at most MAX_PORTS.
+pub const MAX_VNI_PORTS: u32 = 1024;
 /// Ring buffer for miss events, in bytes.
 pub const MISSES_BYTES: u32 = 1 << 16;
 
@@ -185,21 +189,24 @@ impl Remote {
     }
 }
 
-/// The VTEPs every broadcast, multicast and unknown-unicast frame of a VNI goes to (the
-/// all-zeros FDB entries of the kernel's vxlan device).
+/// The lengths of a VNI's two lists: the VTEPs every broadcast, multicast and
+/// unknown-unicast frame goes to (the all-zeros FDB entries of the kernel's vxlan device),
+/// and the local ports. Their members are in FLOOD and VNI_PORTS at positions
+/// 0..len: a writer fills a position before the length covers it, and shortens the
+/// length before it empties one, so a reader never walks a hole.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FloodList {
-    pub count: u32,
-    pub remotes: [Remote; MAX_FLOOD],
+pub struct VniLists {
+    pub flood: u32,
+    pub ports: u32,
 }
 
-/// The local ports of one VNI, for flooding inside the host.
+/// One member of a VNI's list: (VNI, position).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VniPorts {
-    pub count: u32,
-    pub ifindex: [u32; MAX_VNI_PORTS],
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Slot {
+    pub vni: u32,
+    pub index: u32,
 }
 
 pub const MISS_FDB: u32 = 1;
@@ -250,7 +257,7 @@ mod pod {
             unsafe impl aya::Pod for super::$t {}
         )*};
     }
-    pod!(Config, MacVni, FdbEntry, Port, IpVni, NeighEntry, Remote, FloodList, VniPorts, Miss);
+    pod!(Config, MacVni, FdbEntry, Port, IpVni, NeighEntry, Remote, VniLists, Slot, Miss);
 }
 
 #[cfg(test)]
@@ -265,8 +272,8 @@ mod tests {
             4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 8 + IFNAME_MAX
         );
         assert_eq!(size_of::<Remote>(), 8);
-        assert_eq!(size_of::<FloodList>(), 4 + 8 * MAX_FLOOD);
-        assert_eq!(size_of::<VniPorts>(), 4 + 4 * MAX_VNI_PORTS);
+        assert_eq!(size_of::<VniLists>(), 8);
+        assert_eq!(size_of::<Slot>(), 8);
         assert_eq!(size_of::<Miss>(), 24);
         assert_eq!(size_of::<MacVni>(), 12);
         assert_eq!(size_of::<FdbEntry>(), 16);

@@ -27,7 +27,7 @@ use vtep_common::{
 
 use crate::{
     fdb, flood, head,
-    maps::{CONFIG, LOCAL, VNI_PORTS},
+    maps::{CONFIG, LOCAL, VNIS},
     stats::count,
 };
 
@@ -63,7 +63,9 @@ fn classify(
         None => None,
     };
     // A VNI without local ports is not this VTEP's business: no learning, no delivery.
-    if !matches!(delivery, Some(Delivery::Port(_))) && unsafe { VNI_PORTS.get(d.vni) }.is_none() {
+    if !matches!(delivery, Some(Delivery::Port(_)))
+        && unsafe { VNIS.get(d.vni) }.is_none_or(|l| l.ports == 0)
+    {
         return Err(counter::PASS_NO_PORT);
     }
     if !fdb::peer_allowed(cfg, d.vni, d.remote_ip) {

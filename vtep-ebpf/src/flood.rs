@@ -1,34 +1,76 @@
 //! Head-end replication of broadcast, multicast and unknown-unicast frames: a copy to every
 //! other local port of the VNI and one to every VTEP of the VNI's flood list.
 //!
-//! The loops keep no per-copy state (no running count of successes): the verifier explores
-//! every iteration, and state that differs per path would multiply the paths it must walk.
+//! Lists are walked with `bpf_loop` (Linux 5.17): the verifier checks the callback once,
+//! whatever the list's length, so a list of 4,096 costs it no more than one of 16. The
+//! callbacks find the frame through a pointer to the caller's stack (the `Walk`).
 
-use aya_ebpf::{bindings::TC_ACT_SHOT, programs::TcContext};
-use vtep_common::{counter, wire::ETH_LEN, Config, FloodList, VniPorts};
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::{__sk_buff, TC_ACT_SHOT},
+    helpers::bpf_loop,
+    programs::TcContext,
+};
+use vtep_common::{counter, wire::ETH_LEN, Config, Slot, MAX_FLOOD, MAX_VNI_PORTS};
 
 use crate::{
-    encap,
-    maps::{FLOOD, VNI_PORTS},
+    encap::{self, Tunnel},
+    maps::{FLOOD, VNIS, VNI_PORTS},
     port::drop,
     stats::count,
 };
 
+/// What a callback needs of its caller: the frame and the list it walks.
+#[repr(C)]
+struct Walk {
+    skb: *mut __sk_buff,
+    vni: u32,
+    /// The port the frame came in on (local walk), which gets no copy.
+    except: u32,
+    cfg: *const Config,
+    tunnel: *const Tunnel,
+}
+
+/// bpf_loop callbacks may only answer 0 (go on) or 1 (stop).
+const GO_ON: i64 = 0;
+const STOP: i64 = 1;
+
 /// Copies of the (still unencapsulated) frame to the VNI's local ports but `except`.
 #[inline(always)]
 pub fn local(ctx: &TcContext, vni: u32, except: u32) {
-    if let Some(ports) = unsafe { VNI_PORTS.get(vni) } {
-        to_ports(ctx, ports, except);
+    if let Some(lists) = unsafe { VNIS.get(vni) } {
+        to_ports(ctx, vni, lists.ports, except);
     }
 }
 
 #[inline(always)]
-fn to_ports(ctx: &TcContext, ports: &VniPorts, except: u32) {
-    for &ifindex in ports.ifindex.iter().take(ports.count as usize) {
-        if ifindex != except && ctx.clone_redirect(ifindex, 0).is_ok() {
-            count(counter::FLOOD_LOCAL);
-        }
+fn to_ports(ctx: &TcContext, vni: u32, len: u32, except: u32) {
+    let mut walk = Walk {
+        skb: ctx.skb.skb,
+        vni,
+        except,
+        cfg: core::ptr::null(),
+        tunnel: core::ptr::null(),
+    };
+    walk_list(len.min(MAX_VNI_PORTS), copy_to_port, &mut walk);
+}
+
+extern "C" fn copy_to_port(index: u32, walk: *mut c_void) -> i64 {
+    let walk = unsafe { &*(walk as *const Walk) };
+    let Some(&ifindex) = (unsafe {
+        VNI_PORTS.get(Slot {
+            vni: walk.vni,
+            index,
+        })
+    }) else {
+        // Shortened while we walk: the rest is gone too.
+        return STOP;
+    };
+    if ifindex != walk.except && TcContext::new(walk.skb).clone_redirect(ifindex, 0).is_ok() {
+        count(counter::FLOOD_LOCAL);
     }
+    GO_ON
 }
 
 /// A frame from port `ifindex` nobody is known to own: flood it, or drop it as `reason`
@@ -42,17 +84,16 @@ pub fn from_port(
     inner_eth: &[u8; ETH_LEN],
     reason: u32,
 ) -> i32 {
-    let ports = unsafe { VNI_PORTS.get(vni) };
-    let list = unsafe { FLOOD.get(vni) }.filter(|l| l.count > 0);
+    let Some(&lists) = (unsafe { VNIS.get(vni) }) else {
+        return drop(reason);
+    };
     // The sender is one of the local ports.
-    if ports.map_or(0, |p| p.count) <= 1 && list.is_none() {
+    if lists.ports <= 1 && lists.flood == 0 {
         return drop(reason);
     }
-    if let Some(ports) = ports {
-        to_ports(ctx, ports, ifindex);
-    }
-    if let Some(list) = list {
-        remote(ctx, cfg, vni, list, inner_eth);
+    to_ports(ctx, vni, lists.ports, ifindex);
+    if lists.flood > 0 {
+        remote(ctx, cfg, vni, lists.flood, inner_eth);
     }
     // The original is consumed: only its copies travel.
     TC_ACT_SHOT
@@ -61,19 +102,54 @@ pub fn from_port(
 /// Encapsulates once; each copy only rewrites the outer headers and takes the detour
 /// through the underlay's ingress for its next hop.
 #[inline(always)]
-fn remote(ctx: &TcContext, cfg: &Config, vni: u32, list: &FloodList, inner_eth: &[u8; ETH_LEN]) {
+fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, inner_eth: &[u8; ETH_LEN]) {
     let Some(tunnel) = encap::open(ctx, cfg, vni, inner_eth) else {
         count(counter::DROP_ENCAP_FAIL);
         return;
     };
     encap::reflect_mark(ctx);
-    for remote in list.remotes.iter().take(list.count as usize) {
-        if encap::address(ctx, cfg, &tunnel, remote, ([0; 6], [0; 6]))
-            && ctx
-                .clone_redirect(cfg.underlay_ifindex, encap::REFLECT_FLAGS)
-                .is_ok()
-        {
-            count(counter::FLOOD_REMOTE);
-        }
+    let mut walk = Walk {
+        skb: ctx.skb.skb,
+        vni,
+        except: 0,
+        cfg,
+        tunnel: &tunnel,
+    };
+    walk_list(len.min(MAX_FLOOD), copy_to_vtep, &mut walk);
+}
+
+extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
+    let walk = unsafe { &*(walk as *const Walk) };
+    let Some(remote) = (unsafe {
+        FLOOD.get(Slot {
+            vni: walk.vni,
+            index,
+        })
+    }) else {
+        return STOP;
+    };
+    let ctx = TcContext::new(walk.skb);
+    let (cfg, tunnel) = unsafe { (&*walk.cfg, &*walk.tunnel) };
+    if encap::address(&ctx, cfg, tunnel, remote, ([0; 6], [0; 6]))
+        && ctx
+            .clone_redirect(cfg.underlay_ifindex, encap::REFLECT_FLAGS)
+            .is_ok()
+    {
+        count(counter::FLOOD_REMOTE);
+    }
+    GO_ON
+}
+
+#[inline(always)]
+fn walk_list(len: u32, callback: extern "C" fn(u32, *mut c_void) -> i64, walk: &mut Walk) {
+    if len > 0 {
+        unsafe {
+            bpf_loop(
+                len,
+                callback as *mut c_void,
+                walk as *mut Walk as *mut c_void,
+                0,
+            )
+        };
     }
 }

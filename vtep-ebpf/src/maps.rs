@@ -7,8 +7,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use vtep_common::{
-    counter, Config, FdbEntry, FloodList, IpVni, MacVni, NeighEntry, Port, VniPorts,
-    DEFAULT_MAX_LEARNED, MAX_FDB, MAX_NEIGH, MAX_PEERS, MAX_PORTS, MAX_VNIS, MISSES_BYTES,
+    counter, Config, FdbEntry, IpVni, MacVni, NeighEntry, Port, Remote, Slot, VniLists,
+    DEFAULT_MAX_LEARNED, MAX_FDB, MAX_FLOOD_SLOTS, MAX_NEIGH, MAX_PEERS, MAX_PORTS, MAX_VNIS,
+    MISSES_BYTES,
 };
 
 #[map(name = "VTEP_CONFIG")]
@@ -43,13 +44,18 @@ pub static NEIGH: HashMap<IpVni, NeighEntry> = HashMap::pinned(MAX_NEIGH, BPF_F_
 #[map(name = "VTEP_STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::pinned(counter::COUNT, 0);
 
-/// VNI -> remote VTEPs that get broadcast, multicast and unknown-unicast frames.
-#[map(name = "VTEP_FLOOD")]
-pub static FLOOD: HashMap<u32, FloodList> = HashMap::pinned(MAX_VNIS, 0);
+/// VNI -> the lengths of its flood list and of its list of local ports.
+#[map(name = "VTEP_VNIS")]
+pub static VNIS: HashMap<u32, VniLists> = HashMap::pinned(MAX_VNIS, BPF_F_NO_PREALLOC);
 
-/// VNI -> its local ports, for flooding inside the host.
+/// (VNI, position) -> a remote VTEP that gets the VNI's broadcast, multicast and
+/// unknown-unicast frames.
+#[map(name = "VTEP_FLOOD")]
+pub static FLOOD: HashMap<Slot, Remote> = HashMap::pinned(MAX_FLOOD_SLOTS, BPF_F_NO_PREALLOC);
+
+/// (VNI, position) -> host-side ifindex of one of the VNI's local ports.
 #[map(name = "VTEP_VNI_PORTS")]
-pub static VNI_PORTS: HashMap<u32, VniPorts> = HashMap::pinned(MAX_VNIS, 0);
+pub static VNI_PORTS: HashMap<Slot, u32> = HashMap::pinned(MAX_PORTS, 0);
 
 /// FDB and neighbour misses for `vtep monitor`.
 #[map(name = "VTEP_MISSES")]

@@ -7,9 +7,7 @@
 use std::net::Ipv4Addr;
 
 use serde::Serialize;
-use vtep_common::{
-    FdbEntry, FloodList, IpVni, MacVni, Remote, FDB_EXTERN, FDB_PERMANENT, MAX_FLOOD,
-};
+use vtep_common::{FdbEntry, IpVni, MacVni, Remote, FDB_EXTERN, FDB_PERMANENT};
 
 use super::{full, ignore_missing, is_missing, monotonic_ns, State, StateError, StateResult};
 use crate::{args::Mac, lock::Step};
@@ -195,43 +193,41 @@ impl State {
     ) -> StateResult<()> {
         self.step(Step::Tables, async |s| {
             let t = s.tables()?;
-            let old = t.flood.get(&vni, 0).unwrap_or_default();
-            let mut list = match op {
-                FdbOp::Replace => FloodList::default(),
-                _ => old,
-            };
-            let n = list.count as usize;
+            let old: Vec<Remote> = t.members(vni)?;
             let dst = Ipv4Addr::from(remote.ip);
-            if op == FdbOp::Add && n > 0 {
+            if op == FdbOp::Add && !old.is_empty() {
                 return Err(StateError::Exists(format!(
                     "VNI {vni} already has a flood list (use `vtep fdb append` to add {dst})"
                 )));
             }
-            if list.remotes.iter().take(n).any(|r| r.ip == remote.ip) {
+            let present = old.iter().any(|r| r.ip == remote.ip);
+            if present && op != FdbOp::Replace {
                 return Err(StateError::Exists(format!(
                     "{dst} is already in the flood list of VNI {vni}"
                 )));
             }
-            if n >= MAX_FLOOD {
-                return Err(StateError::Full {
-                    table: "flood list",
-                    size: MAX_FLOOD as u32,
-                });
-            }
-            list.remotes[n] = Remote {
+            let remote = Remote {
                 flags: origin.flags(),
                 ..remote
             };
-            list.count += 1;
-            s.peer_ref(vni, remote.ip, 1)?;
-            let t = s.tables()?;
-            if let Err(e) = t.flood.insert(vni, list, 0) {
-                let size = t.capacity.vnis;
-                s.peer_ref(vni, remote.ip, -1)?;
-                return Err(full("VNI", size)(e));
+            if present {
+                // Replace keeps the VTEP's place (and its PEERS count): only its port or
+                // origin change.
+                s.tables()?.update(vni, remote)?;
+            } else {
+                s.peer_ref(vni, remote.ip, 1)?;
+                if let Err(e) = s.tables()?.push(vni, remote) {
+                    s.peer_ref(vni, remote.ip, -1)?;
+                    return Err(e);
+                }
             }
             if op == FdbOp::Replace {
-                for r in old.remotes.iter().take(old.count as usize) {
+                // The new VTEP is on the list before the old ones leave it: a flood in
+                // between reaches both, never neither.
+                let gone = s
+                    .tables()?
+                    .remove_where::<Remote>(vni, |r| r.ip != remote.ip)?;
+                for r in gone {
                     s.peer_ref(vni, r.ip, -1)?;
                 }
             }
@@ -244,27 +240,17 @@ impl State {
     pub async fn flood_del(&mut self, vni: u32, dst: Option<Ipv4Addr>) -> StateResult<()> {
         self.step(Step::Tables, async |s| {
             let t = s.tables()?;
-            let Ok(list) = t.flood.get(&vni, 0) else {
+            if t.lists(vni).flood == 0 {
                 return Err(StateError::NotFound(format!("VNI {vni} has no flood list")));
-            };
-            let remotes = &list.remotes[..(list.count as usize).min(MAX_FLOOD)];
-            let keep = |r: &&Remote| dst.is_some_and(|d| r.ip != d.octets());
-            let kept: Vec<Remote> = remotes.iter().filter(keep).copied().collect();
-            if let Some(dst) = dst.filter(|_| kept.len() == remotes.len()) {
+            }
+            let gone = t.remove_where::<Remote>(vni, |r| dst.is_none_or(|d| r.ip == d.octets()))?;
+            if let Some(dst) = dst.filter(|_| gone.is_empty()) {
                 return Err(StateError::NotFound(format!(
                     "{dst} is not in the flood list of VNI {vni}"
                 )));
             }
-            if kept.is_empty() {
-                ignore_missing(t.flood.remove(&vni))?;
-            } else {
-                let mut next = FloodList::default();
-                next.remotes[..kept.len()].copy_from_slice(&kept);
-                next.count = kept.len() as u32;
-                t.flood.insert(vni, next, 0)?;
-            }
-            for gone in remotes.iter().filter(|r| !kept.contains(r)) {
-                s.peer_ref(vni, gone.ip, -1)?;
+            for r in gone {
+                s.peer_ref(vni, r.ip, -1)?;
             }
             Ok(())
         })
@@ -291,23 +277,20 @@ impl State {
     /// Flood lists, by VNI.
     pub fn flood_lists(&mut self) -> StateResult<Vec<FloodEntry>> {
         let t = self.tables()?;
-        let mut lists = t.flood.iter().collect::<Result<Vec<_>, _>>()?;
-        lists.sort_by_key(|(vni, _)| *vni);
-        Ok(lists
-            .into_iter()
-            .flat_map(|(vni, list)| {
-                let n = (list.count as usize).min(MAX_FLOOD);
-                list.remotes[..n]
-                    .iter()
-                    .map(|r| FloodEntry {
-                        vni,
-                        dst: Ipv4Addr::from(r.ip),
-                        port: r.port,
-                        origin: Origin::of_flags(r.flags | FDB_PERMANENT),
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect())
+        let mut vnis: Vec<u32> = t.vnis.keys().collect::<Result<_, _>>()?;
+        vnis.sort_unstable();
+        let mut out = Vec::new();
+        for vni in vnis {
+            for r in t.members::<Remote>(vni)? {
+                out.push(FloodEntry {
+                    vni,
+                    dst: Ipv4Addr::from(r.ip),
+                    port: r.port,
+                    origin: Origin::of_flags(r.flags | FDB_PERMANENT),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Every remote entry (permanent, control plane, learned) and flood-list VTEP, sorted by

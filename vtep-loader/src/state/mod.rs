@@ -9,6 +9,7 @@ mod fdb;
 mod neigh;
 mod port;
 mod tables;
+mod vni;
 
 use anyhow::{Context, Result};
 use aya::maps::MapError;
@@ -166,6 +167,7 @@ impl State {
             match step {
                 Step::Tables => {
                     if let Some(t) = self.tables.as_mut() {
+                        t.repair_lists()?;
                         t.recount_peers()?;
                     }
                 }
@@ -175,6 +177,7 @@ impl State {
                 } => {
                     if self.is_up() {
                         port::undo_add(self, &netns, netns_existed).await?;
+                        self.tables()?.repair_lists()?;
                     }
                 }
                 Step::Up => {

@@ -4,7 +4,7 @@
 //! writer. Removal goes the other way: kernel objects first, the record last.
 
 use anyhow::{Context, Result};
-use vtep_common::{MacVni, Port, VniPorts, IFNAME_MAX, MAX_VNI_PORTS, NETNS_NAME_MAX};
+use vtep_common::{MacVni, Port, IFNAME_MAX, MAX_VNI_PORTS, NETNS_NAME_MAX};
 
 use super::{full, ignore_missing, State, StateError, StateResult};
 use crate::{
@@ -170,10 +170,10 @@ impl State {
             });
         }
         let in_vni = existing.iter().filter(|p| p.port.vni == req.vni).count();
-        if in_vni >= MAX_VNI_PORTS {
+        if in_vni >= MAX_VNI_PORTS as usize {
             return Err(StateError::Full {
                 table: "VNI port list",
-                size: MAX_VNI_PORTS as u32,
+                size: MAX_VNI_PORTS,
             });
         }
         let host_name = host_ifname(&req.netns);
@@ -236,7 +236,7 @@ impl State {
         t.ports
             .insert(host_ifindex, port, 0)
             .map_err(full("port", size))?;
-        vni_ports_add(&mut t.vni_ports, req.vni, host_ifindex, t.capacity.vnis)?;
+        t.push(req.vni, host_ifindex)?;
         t.local
             .insert(MacVni::new(req.mac.0, req.vni), host_ifindex, 0)
             .map_err(full("local MAC", size))?;
@@ -263,7 +263,7 @@ impl State {
         if t.local.get(&key, 0).ok() == Some(p.host_ifindex) {
             ignore_missing(t.local.remove(&key))?;
         }
-        vni_ports_remove(&mut t.vni_ports, p.port.vni, p.host_ifindex)?;
+        t.remove_where::<u32>(p.port.vni, |&i| i == p.host_ifindex)?;
         ignore_missing(t.ports.remove(&p.host_ifindex))
     }
 
@@ -300,45 +300,4 @@ pub(super) async fn undo_add(s: &mut State, netns: &str, netns_existed: bool) ->
         remove_if_present(&netns::path(netns))?;
     }
     Ok(())
-}
-
-fn vni_ports_add(
-    map: &mut aya::maps::HashMap<aya::maps::MapData, u32, VniPorts>,
-    vni: u32,
-    ifindex: u32,
-    vnis: u32,
-) -> StateResult<()> {
-    let mut set = map.get(&vni, 0).unwrap_or_default();
-    let n = set.count as usize;
-    if n >= MAX_VNI_PORTS {
-        return Err(StateError::Full {
-            table: "VNI port list",
-            size: MAX_VNI_PORTS as u32,
-        });
-    }
-    set.ifindex[n] = ifindex;
-    set.count += 1;
-    map.insert(vni, set, 0).map_err(full("VNI", vnis))
-}
-
-fn vni_ports_remove(
-    map: &mut aya::maps::HashMap<aya::maps::MapData, u32, VniPorts>,
-    vni: u32,
-    ifindex: u32,
-) -> StateResult<()> {
-    let Ok(set) = map.get(&vni, 0) else {
-        return Ok(());
-    };
-    let kept: Vec<u32> = set.ifindex[..(set.count as usize).min(MAX_VNI_PORTS)]
-        .iter()
-        .copied()
-        .filter(|i| *i != ifindex)
-        .collect();
-    if kept.is_empty() {
-        return ignore_missing(map.remove(&vni));
-    }
-    let mut next = VniPorts::default();
-    next.ifindex[..kept.len()].copy_from_slice(&kept);
-    next.count = kept.len() as u32;
-    Ok(map.insert(vni, next, 0)?)
 }

@@ -11,8 +11,8 @@ use aya::{
 };
 use serde::Serialize;
 use vtep_common::{
-    counter, map_name, Config, FdbEntry, FloodList, IpVni, MacVni, NeighEntry, Port, VniPorts,
-    MAX_PEERS, MAX_PORTS, MAX_VNIS,
+    counter, map_name, Config, FdbEntry, IpVni, MacVni, NeighEntry, Port, Remote, Slot, VniLists,
+    MAX_FLOOD_SLOTS, MAX_PEERS, MAX_PORTS, MAX_VNIS,
 };
 
 use super::{ignore_missing, StateResult};
@@ -27,6 +27,8 @@ pub struct Capacities {
     pub neigh: u32,
     pub peers: u32,
     pub vnis: u32,
+    /// Flood-list VTEPs of all VNIs together.
+    pub flood_slots: u32,
 }
 
 pub struct Tables {
@@ -37,8 +39,9 @@ pub struct Tables {
     pub(super) learned: HashMap<MapData, MacVni, FdbEntry>,
     pub(super) neigh: HashMap<MapData, IpVni, NeighEntry>,
     pub(super) peers: HashMap<MapData, IpVni, u32>,
-    pub(super) flood: HashMap<MapData, u32, FloodList>,
-    pub(super) vni_ports: HashMap<MapData, u32, VniPorts>,
+    pub(super) vnis: HashMap<MapData, u32, VniLists>,
+    pub(super) flood: HashMap<MapData, Slot, Remote>,
+    pub(super) vni_ports: HashMap<MapData, Slot, u32>,
     stats: PerCpuArray<MapData, u64>,
     pub capacity: Capacities,
     /// Map ids, for `vtep show` (and bpftool).
@@ -93,8 +96,9 @@ impl Tables {
         let (learned, learned_size) = o.hash(map_name::LEARNED, None)?;
         let (neigh, neigh_size) = o.hash(map_name::NEIGH, None)?;
         let (peers, peers_size) = o.hash(map_name::PEERS, Some(MAX_PEERS))?;
-        let (flood, vnis) = o.hash(map_name::FLOOD, Some(MAX_VNIS))?;
-        let (vni_ports, _) = o.hash(map_name::VNI_PORTS, Some(MAX_VNIS))?;
+        let (vnis_map, vnis) = o.hash(map_name::VNIS, Some(MAX_VNIS))?;
+        let (flood, flood_slots) = o.hash(map_name::FLOOD, Some(MAX_FLOOD_SLOTS))?;
+        let (vni_ports, _) = o.hash(map_name::VNI_PORTS, Some(MAX_PORTS))?;
         let stats = PerCpuArray::try_from(o.map(map_name::STATS, Some(counter::COUNT))?.0)?;
         Ok(Self {
             config,
@@ -104,6 +108,7 @@ impl Tables {
             learned,
             neigh,
             peers,
+            vnis: vnis_map,
             flood,
             vni_ports,
             stats,
@@ -114,6 +119,7 @@ impl Tables {
                 neigh: neigh_size,
                 peers: peers_size,
                 vnis,
+                flood_slots,
             },
             ids: o.ids,
         })
@@ -153,9 +159,9 @@ impl Tables {
                 })
                 .or_default() += 1;
         }
-        for entry in self.flood.iter() {
-            let (vni, list) = entry?;
-            for r in list.remotes.iter().take(list.count as usize) {
+        let vnis: Vec<u32> = self.vnis.keys().collect::<Result<_, _>>()?;
+        for vni in vnis {
+            for r in self.members::<Remote>(vni)? {
                 *want.entry(IpVni { ip: r.ip, vni }).or_default() += 1;
             }
         }
