@@ -68,6 +68,21 @@ impl Capture {
         parse_pcap(&fs::read(&self.path).context("reading the capture")?)
     }
 
+    /// Waits until `n` frames are captured (or `limit` passes), then stops tcpdump and
+    /// returns every frame captured: a count above `n` stays visible to the caller.
+    pub fn wait_for(self, n: usize, limit: std::time::Duration) -> Result<Vec<Vec<u8>>> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            let data = fs::read(&self.path).unwrap_or_default();
+            // tcpdump -U writes whole packets, but a read may catch the file mid-write.
+            if complete_frames(&data) >= n {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.stop()
+    }
+
     /// Stops tcpdump and runs `tshark -r FILE args...` on the capture.
     pub fn stop_and_dissect(mut self, args: &[&str]) -> Result<String> {
         self.finish()?;
@@ -95,6 +110,21 @@ impl Drop for Capture {
         }
         fs::remove_file(&self.path).ok();
     }
+}
+
+/// How many whole records a pcap file being written holds so far.
+fn complete_frames(data: &[u8]) -> usize {
+    let (mut n, mut off) = (0, 24);
+    while off + 16 <= data.len() {
+        let len =
+            u32::from_le_bytes([data[off + 8], data[off + 9], data[off + 10], data[off + 11]]);
+        off += 16 + len as usize;
+        if off > data.len() {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 /// The frames of a classic pcap file (microsecond or nanosecond, either byte order).

@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod inject;
 pub mod iperf;
 pub mod latency;
+pub mod monitor;
 pub mod netns;
 pub mod scenario;
 pub mod soak;

@@ -64,7 +64,6 @@ impl Host {
         ])
     }
 
-    /// Where vtep pins this host's programs and maps, as `vtep show` reports it.
     /// Addresses and raises the host's underlay device `eth1` (made by the caller).
     pub fn underlay_up(&self) -> Result<()> {
         let addr = format!("{}/24", self.ip);
@@ -73,12 +72,44 @@ impl Host {
         Ok(())
     }
 
+    /// Where vtep pins this host's programs and maps, as `vtep show` reports it.
     pub fn pin_dir(&self) -> Result<std::path::PathBuf> {
         let show: serde_json::Value = serde_json::from_str(&self.vtep(&["-j", "show"])?)?;
         let dir = show["state"]
             .as_str()
             .context("`vtep -j show` without \"state\"")?;
         Ok(dir.into())
+    }
+
+    /// The verdict counter `name`, as `vtep -j stats` reports it.
+    pub fn counter(&self, name: &str) -> Result<u64> {
+        let stats: serde_json::Value = serde_json::from_str(&self.vtep(&["-j", "stats"])?)?;
+        stats[name]
+            .as_u64()
+            .with_context(|| format!("counter {name}"))
+    }
+
+    /// `vtep -n HOST -batch -` with `lines` on stdin.
+    pub fn batch(&self, lines: &str) -> Result<()> {
+        use std::io::Write;
+        let mut child = std::process::Command::new(crate::cmd::vtep_bin())
+            .args(["-n", &self.ns, "-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(lines.as_bytes())?;
+        let out = child.wait_with_output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "vtep -batch on {}: {}",
+            self.ns,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
     }
 
     /// `vtep -n HOST args...`

@@ -654,16 +654,10 @@ fn a_new_namespace_never_inherits_a_dead_ones_state() -> Result<()> {
 // ---------------------------------------------------------------------------------------
 // 4. Lifecycle
 
-fn counter(host: &Host, name: &str) -> Result<u64> {
-    json(host, &["stats"])?[name]
-        .as_u64()
-        .with_context(|| format!("counter {name}"))
-}
-
 /// Sends 3 VXLAN frames for h1's container from `src` (an address of h2's), and waits
 /// until h1 counted them as delivered or as dropped from an unknown peer: true if dropped.
 fn injected_is_dropped(h1: &Host, h2: &Host, src: &str) -> Result<bool> {
-    let (dropped, decap) = (counter(h1, "drop_unknown_peer")?, counter(h1, "decap")?);
+    let (dropped, decap) = (h1.counter("drop_unknown_peer")?, h1.counter("decap")?);
     let frames = (0..3)
         .map(|_| inject::junk_frame([2, 0x42, 0xc0, 0xa8, 0, 2], [2, 0, 0, 0, 0, 9], b"fnd"))
         .collect();
@@ -673,9 +667,9 @@ fn injected_is_dropped(h1: &Host, h2: &Host, src: &str) -> Result<bool> {
         "the injected frames to be counted",
         Duration::from_secs(5),
         || {
-            if counter(h1, "drop_unknown_peer")? >= dropped + 3 {
+            if h1.counter("drop_unknown_peer")? >= dropped + 3 {
                 verdict = Some(true);
-            } else if counter(h1, "decap")? >= decap + 3 {
+            } else if h1.counter("decap")? >= decap + 3 {
                 verdict = Some(false);
             }
             Ok(verdict.is_some())

@@ -3,22 +3,14 @@
 
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use vtep_testbed::{
-    capture::Capture,
-    cmd::{in_ns, vtep_bin},
-    iperf,
-    netns::unique_tag,
-    ping,
-    scenario::classic_flooding,
-    Host, Stack, Testbed,
+    capture::Capture, cmd::in_ns, iperf, monitor::Monitor, netns::unique_tag, ping,
+    scenario::classic_flooding, Host, Stack, Testbed,
 };
 
 fn fdb_entry(host: &Host, mac: &str) -> Result<Option<Value>> {
@@ -317,29 +309,7 @@ fn monitor_reports_fdb_and_neighbour_misses() -> Result<()> {
     let bed = Testbed::underlay(&unique_tag("m"), vec![Stack::vtep(), Stack::vtep()])?;
     let h1 = &bed.hosts[0];
     h1.port(&h1.container, &h1.mac, &h1.container_ip, 42)?;
-    let mut monitor = Command::new(vtep_bin())
-        .args(["-n", &h1.ns, "-j", "monitor"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut ready = BufReader::new(monitor.stderr.take().context("stderr")?).lines();
-    assert!(
-        ready
-            .next()
-            .transpose()?
-            .unwrap_or_default()
-            .contains("monitoring"),
-        "monitor did not start"
-    );
-    let (tx, rx) = mpsc::channel();
-    let stdout = monitor.stdout.take().context("stdout")?;
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let monitor = Monitor::start(&h1.ns)?;
 
     // An ARP nobody answers, then a frame to a MAC nobody owns.
     in_ns(&h1.container, &["ping", "-c", "1", "-W", "1", "12.12.12.9"]).ok();
@@ -359,22 +329,20 @@ fn monitor_reports_fdb_and_neighbour_misses() -> Result<()> {
     in_ns(&h1.container, &["ping", "-c", "1", "-W", "1", "12.12.12.8"]).ok();
 
     let (mut neigh, mut fdb) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(10);
     while neigh.is_none() || fdb.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
+        let event = monitor
+            .next(Duration::from_secs(10))?
             .context("monitor reported too little")?;
-        let event: Value = serde_json::from_str(&line)?;
         match event["miss"].as_str() {
             Some("neigh") => neigh = Some(event),
             Some("fdb") => fdb = Some(event),
-            _ => bail!("unexpected event {line}"),
+            _ => bail!("unexpected event {event}"),
         }
     }
-    let pid = nix::unistd::Pid::from_raw(monitor.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
-    assert!(monitor.wait()?.success(), "monitor exits cleanly on Ctrl-C");
+    assert!(
+        monitor.stop(nix::sys::signal::Signal::SIGINT)?,
+        "monitor exits cleanly on Ctrl-C"
+    );
     let (neigh, fdb) = (neigh.unwrap(), fdb.unwrap());
     assert_eq!(
         (neigh["dst"].as_str(), neigh["vni"].as_u64()),

@@ -17,15 +17,8 @@ use vtep_testbed::{
     netns::unique_tag,
     ping,
     scenario::ping_counts,
-    Host, Stack, Testbed,
+    Stack, Testbed,
 };
-
-fn counter(host: &Host, name: &str) -> Result<u64> {
-    let stats: Value = serde_json::from_str(&host.vtep(&["-j", "stats"])?)?;
-    stats[name]
-        .as_u64()
-        .with_context(|| format!("counter {name}"))
-}
 
 #[test]
 fn a_port_sends_only_as_itself_unless_allowed_to_spoof() -> Result<()> {
@@ -34,7 +27,7 @@ fn a_port_sends_only_as_itself_unless_allowed_to_spoof() -> Result<()> {
     let (c1, c2) = (bed.c1(), bed.c2());
     assert!(ping(&c1.container, &c2.container_ip, 1)?);
 
-    let before = counter(c1, "drop_spoof")?;
+    let before = c1.counter("drop_spoof")?;
     in_ns(
         &c1.container,
         &["ip", "addr", "add", "12.12.12.50/24", "dev", "eth0"],
@@ -69,7 +62,7 @@ fn a_port_sends_only_as_itself_unless_allowed_to_spoof() -> Result<()> {
         "a spoofed source MAC got an answer"
     );
     assert!(
-        counter(c1, "drop_spoof")? >= before + 4,
+        c1.counter("drop_spoof")? >= before + 4,
         "spoofed frames are counted"
     );
 
@@ -127,7 +120,7 @@ fn strict_peers_drop_vxlan_from_unknown_vteps() -> Result<()> {
     )?;
     let mac = [2, 0x42, 0xc0, 0xa8, 0, 2];
     let watch = Capture::start(&h1.container, "eth0", "ether proto 0x88b5")?;
-    let (before, delivered) = (counter(h1, "drop_unknown_peer")?, counter(h1, "decap")?);
+    let (before, delivered) = (h1.counter("drop_unknown_peer")?, h1.counter("decap")?);
     let frames = |n: usize| {
         (0..n)
             .map(|_| inject::junk_frame(mac, [2, 0, 0, 0, 0, 9], b"strict-peers"))
@@ -136,13 +129,13 @@ fn strict_peers_drop_vxlan_from_unknown_vteps() -> Result<()> {
     inject::send(&h2.ns, "192.168.104.9", &h1.ip, 42, frames(5))?;
     inject::send(&h2.ns, &h2.ip, &h1.ip, 42, frames(3))?;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while (counter(h1, "drop_unknown_peer")? < before + 5 || counter(h1, "decap")? < delivered + 3)
+    while (h1.counter("drop_unknown_peer")? < before + 5 || h1.counter("decap")? < delivered + 3)
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
-        counter(h1, "drop_unknown_peer")?,
+        h1.counter("drop_unknown_peer")?,
         before + 5,
         "VXLAN from 192.168.104.9 dropped and counted"
     );
@@ -173,7 +166,7 @@ fn a_flood_of_fake_macs_stays_within_max_learned() -> Result<()> {
         .collect();
     inject::send(&h2.ns, &h2.ip, &h1.ip, 42, frames)?;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while counter(h1, "learned")? < 1000 && Instant::now() < deadline {
+    while h1.counter("learned")? < 1000 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let fdb: Value = serde_json::from_str(&h1.vtep(&["-j", "fdb", "show"])?)?;
@@ -183,7 +176,7 @@ fn a_flood_of_fake_macs_stays_within_max_learned() -> Result<()> {
         learned > 0 && learned <= 1000,
         "{learned} learned entries with --max-learned 1000"
     );
-    assert!(counter(h1, "learned")? >= 1000, "the flood was seen");
+    assert!(h1.counter("learned")? >= 1000, "the flood was seen");
     let permanent = entries
         .iter()
         .find(|e| e["mac"] == h2.mac.as_str())
@@ -233,7 +226,7 @@ fn upgrades_and_fdb_churn_lose_no_ping_reply() -> Result<()> {
     let bed = Testbed::new(&unique_tag("up"), [Stack::vtep(), Stack::vtep()])?;
     let (h1, h2) = (bed.c1(), bed.c2());
     assert!(ping(&h1.container, &h2.container_ip, 1)?);
-    let encap_before = counter(h1, "encap")?;
+    let encap_before = h1.counter("encap")?;
     let stop = AtomicBool::new(false);
     let (pings, ops, upgrades) = std::thread::scope(|s| -> Result<_> {
         let pinger = s.spawn(|| ping_counts(&h1.container, &h2.container_ip, "0.001", 5000));
@@ -256,7 +249,7 @@ fn upgrades_and_fdb_churn_lose_no_ping_reply() -> Result<()> {
     assert_eq!(pings.1, pings.0, "replies lost during upgrades");
     assert!(ops >= 2000, "FDB churn ran ({ops} operations)");
     assert!(
-        counter(h1, "encap")? >= encap_before + 5000,
+        h1.counter("encap")? >= encap_before + 5000,
         "counters survive upgrades"
     );
     assert!(

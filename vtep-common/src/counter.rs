@@ -34,6 +34,8 @@ counters! {
     MISS_LOST = 22, "miss_lost", "miss events lost because the monitor ring was full";
     DROP_SPOOF = 23, "drop_spoof", "frames from a port with a source MAC or IP not its own";
     DROP_UNKNOWN_PEER = 24, "drop_unknown_peer", "VXLAN from a VTEP outside the VNI's FDB and flood list (--strict-peers)";
+    MISS_SENT = 25, "miss_sent", "miss events written for `vtep monitor` (none while nobody reads)";
+    MISS_LIMITED = 26, "miss_limited", "miss events held back: the same VNI and MAC or IP was reported less than a second ago";
 }
 
 pub const COUNT: u32 = ALL.len() as u32;
@@ -43,6 +45,6 @@ mod tests {
     #[test]
     fn ids_index_names() {
         assert_eq!(super::ALL[super::PASS_NO_PORT as usize].0, "pass_no_port");
-        assert_eq!(super::COUNT, 25);
+        assert_eq!(super::COUNT, 27);
     }
 }

@@ -33,6 +33,8 @@ pub mod map_name {
     pub const FLOOD: &str = "VTEP_FLOOD";
     pub const VNI_PORTS: &str = "VTEP_VNI_PORTS";
     pub const MISSES: &str = "VTEP_MISSES";
+    pub const MISS_READER: &str = "VTEP_MISS_READ";
+    pub const MISS_SEEN: &str = "VTEP_MISS_SEEN";
 }
 
 /// Map capacities. The FDB is allocated on demand (BPF_F_NO_PREALLOC), so a large limit
@@ -57,6 +59,9 @@ pub const MAX_FLOOD_SLOTS: u32 = 1 << 20;
 pub const MAX_VNI_PORTS: u32 = 1024;
 /// Ring buffer for miss events, in bytes.
 pub const MISSES_BYTES: u32 = 1 << 16;
+/// Misses remembered for the rate limit, and how often one (VNI, MAC or IP) is reported.
+pub const MISS_SEEN_ENTRIES: u32 = 4096;
+pub const MISS_INTERVAL_NS: u64 = 1_000_000_000;
 
 /// Tunnel-wide settings, one entry in the CONFIG array.
 #[repr(C)]

@@ -139,7 +139,7 @@ pub fn reflect_mark(ctx: &TcContext) {
 
 pub const REFLECT_FLAGS: u64 = BPF_F_INGRESS as u64;
 
-enum NextHop {
+pub enum NextHop {
     /// Route and neighbour known: outer MACs and egress device.
     Resolved {
         ifindex: u32,
@@ -219,7 +219,7 @@ pub fn unicast(
 
 /// The underlay route to the remote VTEP, from the kernel's FIB and neighbour table (never
 /// a constant MAC: the underlay may change under us).
-fn next_hop(ctx: &TcContext, cfg: &Config, remote_ip: [u8; 4]) -> Option<NextHop> {
+pub fn next_hop(ctx: &TcContext, cfg: &Config, remote_ip: [u8; 4]) -> Option<NextHop> {
     if cfg.fib_ok == 0 {
         // The FIB helper would refuse (no IP forwarding): skip straight to the kernel.
         return Some(

@@ -15,7 +15,7 @@ use aya_ebpf::{
 use vtep_common::{counter, wire::ETH_LEN, Config, Slot, MAX_FLOOD, MAX_VNI_PORTS};
 
 use crate::{
-    encap::{self, Tunnel},
+    encap::{self, NextHop, Tunnel},
     maps::{FLOOD, VNIS, VNI_PORTS},
     port::drop,
     stats::count,
@@ -99,8 +99,10 @@ pub fn from_port(
     TC_ACT_SHOT
 }
 
-/// Encapsulates once; each copy only rewrites the outer headers and takes the detour
-/// through the underlay's ingress for its next hop.
+/// Encapsulates once; each copy only rewrites the outer headers. A copy whose next hop the
+/// FIB knows goes straight out; the others take the detour through the underlay's ingress,
+/// where the kernel resolves it. Straight out matters for long lists: every detour waits
+/// in the CPU's backlog (netdev_max_backlog, 1,000 by default) until this program returns.
 #[inline(always)]
 fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, inner_eth: &[u8; ETH_LEN]) {
     let Some(tunnel) = encap::open(ctx, cfg, vni, inner_eth) else {
@@ -130,10 +132,19 @@ extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
     };
     let ctx = TcContext::new(walk.skb);
     let (cfg, tunnel) = unsafe { (&*walk.cfg, &*walk.tunnel) };
-    if encap::address(&ctx, cfg, tunnel, remote, ([0; 6], [0; 6]))
-        && ctx
-            .clone_redirect(cfg.underlay_ifindex, encap::REFLECT_FLAGS)
-            .is_ok()
+    let (macs, ifindex, flags) = match encap::next_hop(&ctx, cfg, remote.ip) {
+        Some(NextHop::Resolved {
+            ifindex,
+            dst_mac,
+            src_mac,
+        }) => ((dst_mac, src_mac), ifindex, 0),
+        Some(_) => (([0; 6], [0; 6]), cfg.underlay_ifindex, encap::REFLECT_FLAGS),
+        None => {
+            count(counter::DROP_NO_ROUTE);
+            return GO_ON;
+        }
+    };
+    if encap::address(&ctx, cfg, tunnel, remote, macs) && ctx.clone_redirect(ifindex, flags).is_ok()
     {
         count(counter::FLOOD_REMOTE);
     }

@@ -7,9 +7,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use vtep_common::{
-    counter, Config, FdbEntry, IpVni, MacVni, NeighEntry, Port, Remote, Slot, VniLists,
+    counter, Config, FdbEntry, IpVni, MacVni, Miss, NeighEntry, Port, Remote, Slot, VniLists,
     DEFAULT_MAX_LEARNED, MAX_FDB, MAX_FLOOD_SLOTS, MAX_NEIGH, MAX_PEERS, MAX_PORTS, MAX_VNIS,
-    MISSES_BYTES,
+    MISSES_BYTES, MISS_SEEN_ENTRIES,
 };
 
 #[map(name = "VTEP_CONFIG")]
@@ -60,3 +60,11 @@ pub static VNI_PORTS: HashMap<Slot, u32> = HashMap::pinned(MAX_PORTS, 0);
 /// FDB and neighbour misses for `vtep monitor`.
 #[map(name = "VTEP_MISSES")]
 pub static MISSES: RingBuf = RingBuf::pinned(MISSES_BYTES, 0);
+
+/// 1 while a `vtep monitor` reads MISSES: without one, the data path writes nothing.
+#[map(name = "VTEP_MISS_READ")]
+pub static MISS_READER: Array<u32> = Array::pinned(1, 0);
+
+/// Miss (without its port) -> when it was last reported, for the rate limit.
+#[map(name = "VTEP_MISS_SEEN")]
+pub static MISS_SEEN: LruHashMap<Miss, u64> = LruHashMap::pinned(MISS_SEEN_ENTRIES, 0);

@@ -116,6 +116,8 @@ impl HostLock {
     /// writers notice the lock is gone and take a new one.
     pub fn remove(self) -> Result<()> {
         crate::host::remove_if_present(&self.journal_path())?;
+        // The flag file of `vtep monitor` (see monitor.rs): no reader outlives `down`.
+        crate::host::remove_if_present(&self.dir.join("monitor"))?;
         fs::remove_file(self.dir.join("lock")).context("removing the host lock")?;
         // A writer that was waiting may already have made a new lock in it: then it stays.
         fs::remove_dir(&self.dir).ok();

@@ -236,6 +236,7 @@ async fn upgrade(st: &mut State, args: &UpArgs, current: &Config, cfg: Config) -
         remove_if_present(&st.pins.underlay_xdp_link())?;
     }
     attach(&st.pins, &cfg, capacity, &current_dev, &ports)?;
+    crate::monitor::clear_stale_reader(st)?;
     st.reopen()
 }
 

@@ -12,7 +12,7 @@ use aya::{
 use serde::Serialize;
 use vtep_common::{
     counter, map_name, Config, FdbEntry, IpVni, MacVni, NeighEntry, Port, Remote, Slot, VniLists,
-    MAX_FLOOD_SLOTS, MAX_PEERS, MAX_PORTS, MAX_VNIS,
+    MAX_FLOOD_SLOTS, MAX_PEERS, MAX_PORTS, MAX_VNIS, MISS_SEEN_ENTRIES,
 };
 
 use super::{ignore_missing, StateResult};
@@ -43,6 +43,7 @@ pub struct Tables {
     pub(super) flood: HashMap<MapData, Slot, Remote>,
     pub(super) vni_ports: HashMap<MapData, Slot, u32>,
     stats: PerCpuArray<MapData, u64>,
+    miss_reader: Array<MapData, u32>,
     pub capacity: Capacities,
     /// Map ids, for `vtep show` (and bpftool).
     pub ids: Vec<(&'static str, u32)>,
@@ -100,6 +101,8 @@ impl Tables {
         let (flood, flood_slots) = o.hash(map_name::FLOOD, Some(MAX_FLOOD_SLOTS))?;
         let (vni_ports, _) = o.hash(map_name::VNI_PORTS, Some(MAX_PORTS))?;
         let stats = PerCpuArray::try_from(o.map(map_name::STATS, Some(counter::COUNT))?.0)?;
+        let miss_reader = Array::try_from(o.map(map_name::MISS_READER, Some(1))?.0)?;
+        o.map(map_name::MISS_SEEN, Some(MISS_SEEN_ENTRIES))?;
         Ok(Self {
             config,
             ports,
@@ -112,6 +115,7 @@ impl Tables {
             flood,
             vni_ports,
             stats,
+            miss_reader,
             capacity: Capacities {
                 ports: ports_size,
                 fdb: fdb_size,
@@ -137,6 +141,11 @@ impl Tables {
             out.push((*name, per_cpu.iter().sum()));
         }
         Ok(out)
+    }
+
+    /// Tells the data path whether anyone reads miss events (it writes none otherwise).
+    pub fn set_miss_reader(&mut self, reading: bool) -> Result<()> {
+        Ok(self.miss_reader.set(0, u32::from(reading), 0)?)
     }
 
     /// The miss ring, for a reader that streams it (`vtep monitor`).
