@@ -270,6 +270,8 @@ struct Show {
     layout: u32,
     state: String,
     maps: std::collections::BTreeMap<&'static str, u32>,
+    /// Kernel memory of each map, in bytes.
+    memory: std::collections::BTreeMap<&'static str, u64>,
     programs: std::collections::BTreeMap<&'static str, u32>,
     ports_broken: usize,
 }
@@ -336,6 +338,7 @@ pub async fn show(st: &mut State, json: bool) -> Result<()> {
         layout: LAYOUT_VERSION,
         state,
         maps: t.ids.iter().copied().collect(),
+        memory: t.memory.iter().copied().collect(),
         programs,
         ports_broken: ports.iter().filter(|p| p.health != PortHealth::Ok).count(),
     };
@@ -393,7 +396,27 @@ pub async fn show(st: &mut State, json: bool) -> Result<()> {
         show.state,
         programs.join(" ")
     );
+    let memory: Vec<String> = show
+        .memory
+        .iter()
+        .map(|(k, v)| format!("{} {}", k.trim_start_matches("VTEP_").to_lowercase(), bytes(*v)))
+        .collect();
+    println!(
+        "    kernel memory {} (total {})",
+        memory.join(" "),
+        bytes(show.memory.values().sum())
+    );
     Ok(())
+}
+
+/// Bytes the way `free -h` and `ip -h` write them.
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1}GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1}MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1}KiB", n as f64 / (1u64 << 10) as f64),
+        n => format!("{n}B"),
+    }
 }
 
 /// State of namespaces that are gone, by cookie.

@@ -47,11 +47,15 @@ pub struct Tables {
     pub capacity: Capacities,
     /// Map ids, for `vtep show` (and bpftool).
     pub ids: Vec<(&'static str, u32)>,
+    /// Kernel memory each map uses, in bytes (its fdinfo's memlock: on Linux 6.4 and
+    /// later what it holds, before that what it may hold).
+    pub memory: Vec<(&'static str, u64)>,
 }
 
 struct Opener<'a> {
     pins: &'a Pins,
     ids: Vec<(&'static str, u32)>,
+    memory: Vec<(&'static str, u64)>,
 }
 
 impl Opener<'_> {
@@ -69,6 +73,7 @@ impl Opener<'_> {
             );
         }
         self.ids.push((name, info.id()));
+        self.memory.push((name, memlock(&md)?));
         Ok((Map::from_map_data(md)?, size))
     }
 
@@ -84,11 +89,22 @@ impl Opener<'_> {
     }
 }
 
+fn memlock(md: &MapData) -> Result<u64> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = md.fd().as_fd().as_raw_fd();
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no memlock in a map's fdinfo")
+}
+
 impl Tables {
     pub fn open(pins: &Pins) -> Result<Self> {
         let mut o = Opener {
             pins,
             ids: Vec::new(),
+            memory: Vec::new(),
         };
         let config = Array::try_from(o.map(map_name::CONFIG, Some(1))?.0)?;
         let (ports, ports_size) = o.hash(map_name::PORTS, Some(MAX_PORTS))?;
@@ -126,6 +142,7 @@ impl Tables {
                 flood_slots,
             },
             ids: o.ids,
+            memory: o.memory,
         })
     }
 
