@@ -10,8 +10,15 @@ use crate::{
     netns::Netns,
 };
 
-/// Entries per measurement.
+/// Entries per measurement of the main bench.
 pub const ENTRIES: usize = 100_000;
+
+/// One batch load: its speed, and the kernel memory each entry took.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    pub per_sec: f64,
+    pub bytes_per_entry: f64,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Writer {
@@ -36,6 +43,7 @@ pub struct Rig {
     kernel_ns: Netns,
     vtep_file: PathBuf,
     kernel_file: PathBuf,
+    entries: usize,
 }
 
 fn mac(i: usize) -> String {
@@ -48,7 +56,8 @@ fn mac(i: usize) -> String {
 }
 
 impl Rig {
-    pub fn new(tag: &str) -> Result<Self> {
+    /// Batches of `entries` FDB entries for each writer.
+    pub fn new(tag: &str, entries: usize) -> Result<Self> {
         let vtep_ns = Netns::add(&format!("{tag}bv"))?;
         let kernel_ns = Netns::add(&format!("{tag}bk"))?;
         for ns in [&vtep_ns.name, &kernel_ns.name] {
@@ -77,7 +86,7 @@ impl Rig {
         let vtep_file = dir.join(format!("{tag}-vtep.batch"));
         let kernel_file = dir.join(format!("{tag}-bridge.batch"));
         let lines =
-            |f: &dyn Fn(usize) -> String| (0..ENTRIES).map(f).collect::<Vec<_>>().join("\n");
+            |f: &dyn Fn(usize) -> String| (0..entries).map(f).collect::<Vec<_>>().join("\n");
         std::fs::write(
             &vtep_file,
             lines(&|i| format!("fdb add {} dst 192.168.104.{} vni 42", mac(i), 3 + i % 200)),
@@ -97,11 +106,14 @@ impl Rig {
             kernel_ns,
             vtep_file,
             kernel_file,
+            entries,
         })
     }
 
-    /// Entries per second for one batch of `ENTRIES` into an empty table.
-    pub fn measure(&self, writer: Writer) -> Result<f64> {
+    /// One batch into an empty table: entries per second, and kernel memory per entry
+    /// (vtep: what its maps' fdinfo says; the kernel: slab and vmalloc growth, which other
+    /// activity on the machine blurs a little).
+    pub fn measure(&self, writer: Writer) -> Result<Load> {
         let kns = self.kernel_ns.name.as_str();
         if writer == Writer::Kernel {
             run(
@@ -128,6 +140,7 @@ impl Rig {
             })
             .context("creating the kernel vxlan device")?;
         }
+        let before = self.memory(writer)?;
         let start = Instant::now();
         let result = match writer {
             Writer::Vtep => vtep(&[
@@ -142,6 +155,7 @@ impl Rig {
             ),
         };
         let secs = start.elapsed().as_secs_f64();
+        let grown = self.memory(writer).map(|after| after.saturating_sub(before));
         // Empty again for the next run, whatever happened.
         let cleanup = match writer {
             Writer::Vtep => vtep(&["-n", &self.vtep_ns.name, "fdb", "flush", "vni", "42"]),
@@ -149,7 +163,33 @@ impl Rig {
         };
         result?;
         cleanup?;
-        Ok(ENTRIES as f64 / secs)
+        Ok(Load {
+            per_sec: self.entries as f64 / secs,
+            bytes_per_entry: grown? as f64 / self.entries as f64,
+        })
+    }
+
+    /// Bytes of kernel memory the writer's tables use (vtep), or the kernel's slab and
+    /// vmalloc use (the vxlan FDB is kmalloc'd entries in a kvmalloc'd hash table).
+    fn memory(&self, writer: Writer) -> Result<u64> {
+        match writer {
+            Writer::Vtep => {
+                let show: serde_json::Value =
+                    serde_json::from_str(&vtep(&["-n", &self.vtep_ns.name, "-j", "show"])?)?;
+                let maps = show["memory"].as_object().context("no memory in show")?;
+                Ok(maps.values().filter_map(serde_json::Value::as_u64).sum())
+            }
+            Writer::Kernel => {
+                let info = std::fs::read_to_string("/proc/meminfo")?;
+                let kib = |key: &str| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix(key))
+                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                Ok((kib("Slab:") + kib("VmallocUsed:")) * 1024)
+            }
+        }
     }
 }
 

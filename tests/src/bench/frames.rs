@@ -26,6 +26,11 @@ pub fn container_udp() -> Vec<u8> {
     udp_frame(REMOTE_MAC, LOCAL_MAC, LOCAL_IP, REMOTE_IP)
 }
 
+/// The local container's 64-byte UDP datagram to everyone: the port program floods it.
+pub fn container_broadcast() -> Vec<u8> {
+    udp_frame([0xff; 6], LOCAL_MAC, LOCAL_IP, [12, 12, 12, 255])
+}
+
 /// The remote container's datagram to the local one, tunnelled by the remote VTEP: the
 /// underlay program decapsulates it.
 pub fn tunnelled_udp() -> Vec<u8> {

@@ -9,6 +9,7 @@ mod floor;
 mod frames;
 mod program;
 mod report;
+pub mod scale;
 mod traffic;
 
 use std::{
@@ -125,7 +126,7 @@ pub fn run(quick: bool, traffic: bool, out_dir: &Path) -> Result<Report> {
         "building the batch hosts ({} FDB entries per batch)",
         batch::ENTRIES
     ));
-    let batch_rig = batch::Rig::new(&unique_tag("b"))?;
+    let batch_rig = batch::Rig::new(&unique_tag("b"), batch::ENTRIES)?;
 
     let mut report = Report::new(plan);
     for run in 0..plan.runs {
@@ -179,7 +180,7 @@ pub fn run(quick: bool, traffic: bool, out_dir: &Path) -> Result<Report> {
                 .batch
                 .entry(writer)
                 .or_default()
-                .record(batch_rig.measure(writer));
+                .record(batch_rig.measure(writer).map(|l| l.per_sec));
         }
     }
     drop(progress);

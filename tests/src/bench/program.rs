@@ -78,7 +78,7 @@ impl Program {
 }
 
 /// A loaded program, as the kernel runs it.
-enum Prog {
+pub(super) enum Prog {
     Tc(SchedClassifier),
     Xdp(Xdp),
 }
@@ -93,7 +93,8 @@ impl Prog {
     }
 }
 
-const TC_ACT_OK: u32 = 0;
+pub(super) const TC_ACT_OK: u32 = 0;
+pub(super) const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
@@ -104,7 +105,7 @@ const SKB_CTX_LEN: usize = 44;
 
 /// An skb context arriving on `ifindex`. The kernel resolves it in the caller's network
 /// namespace, so tests that carry one run on a thread inside the rig's namespace.
-fn skb_ctx(ifindex: u32) -> [u8; SKB_CTX_LEN] {
+pub(super) fn skb_ctx(ifindex: u32) -> [u8; SKB_CTX_LEN] {
     let mut ctx = [0u8; SKB_CTX_LEN];
     ctx[36..40].copy_from_slice(&ifindex.to_ne_bytes()); // ingress_ifindex
     ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes()); // ifindex
@@ -113,15 +114,15 @@ fn skb_ctx(ifindex: u32) -> [u8; SKB_CTX_LEN] {
 
 /// One frame for one program, and what the program must do with it for the timing to be
 /// of the intended path.
-struct Probe<'a> {
-    prog: &'a Prog,
-    frame: Vec<u8>,
-    ctx: Option<[u8; SKB_CTX_LEN]>,
-    verdict: u32,
+pub(super) struct Probe<'a> {
+    pub(super) prog: &'a Prog,
+    pub(super) frame: Vec<u8>,
+    pub(super) ctx: Option<[u8; SKB_CTX_LEN]>,
+    pub(super) verdict: u32,
     /// The frame the program must leave, from the frame it was given.
-    expect: fn(&[u8]) -> Vec<u8>,
+    pub(super) expect: fn(&[u8]) -> Vec<u8>,
     /// Encapsulation picks outer MACs and source port at run time: only the rest is checked.
-    compare_from: usize,
+    pub(super) compare_from: usize,
 }
 
 impl Probe<'_> {
@@ -176,7 +177,7 @@ impl Probe<'_> {
 }
 
 /// Nanoseconds per packet of `probe`, corrected with `idle` (see the module comment).
-fn cost(probe: &Probe, idle: &Probe, plan: &Plan) -> Result<f64> {
+pub(super) fn cost(probe: &Probe, idle: &Probe, plan: &Plan) -> Result<f64> {
     probe.verify("probe")?;
     idle.verify("idle frame")?;
     // Alternating single runs, paired: drift in the machine's speed hits both of a pair alike.
@@ -189,7 +190,7 @@ fn cost(probe: &Probe, idle: &Probe, plan: &Plan) -> Result<f64> {
     Ok(extra[extra.len() / 2] + steady)
 }
 
-fn unchanged(frame: &[u8]) -> Vec<u8> {
+pub(super) fn unchanged(frame: &[u8]) -> Vec<u8> {
     frame.to_vec()
 }
 
@@ -200,7 +201,7 @@ fn decapsulated(frame: &[u8]) -> Vec<u8> {
 /// The outer headers as far as they are fixed: the MACs, TTL, TOS and source port come from
 /// the FIB, the configuration and the flow hash, so comparison starts at the UDP destination
 /// port, `ENCAP_COMPARE_FROM`.
-fn encapsulated(frame: &[u8]) -> Vec<u8> {
+pub(super) fn encapsulated(frame: &[u8]) -> Vec<u8> {
     let outer = wire::outer_headers(&wire::Outer {
         dst_mac: [0; 6],
         src_mac: [0; 6],
@@ -379,7 +380,7 @@ impl Rigs {
 
 /// Keeps the measuring thread on the CPU it runs on: single runs are compared in pairs, and
 /// a migration between the two halves of a pair would compare two CPUs.
-fn stay_on_this_cpu() -> Result<()> {
+pub(super) fn stay_on_this_cpu() -> Result<()> {
     use nix::sched::{sched_getcpu, sched_setaffinity, CpuSet};
     let cpu = sched_getcpu().map_err(|e| anyhow!("sched_getcpu: {e}"))?;
     let mut set = CpuSet::new();
