@@ -335,3 +335,45 @@ fn a_million_fdb_and_neighbour_entries() -> Result<()> {
     ensure!(!pin_dir.exists(), "{} left", pin_dir.display());
     Ok(())
 }
+
+/// 1,024 ports in one VNI (the bridge's limit) are taken, the 17th included; the 1,025th
+/// is refused in one line naming the list and its size, and leaves nothing behind.
+#[test]
+fn a_vni_takes_1024_ports_and_refuses_the_1025th() -> Result<()> {
+    let tag = unique_tag("sq");
+    let bed = Testbed::underlay(&tag, vec![Stack::vtep(), Stack::vtep()])?;
+    let h1 = bed.c1();
+    let port = |i: u32| -> Result<std::process::Output> {
+        let name = format!("{tag}q{i}");
+        bed.track(&name);
+        let mac = format!("02:42:0e:00:{:02x}:{:02x}", i >> 8, i & 255);
+        let addr = format!("12.12.{}.{}/16", 16 + i / 250, 1 + i % 250);
+        vtep_output(&[
+            "-n", &h1.ns, "port", "add", &name, "--mac", &mac, "--addr", &addr, "--vni", "5",
+        ])
+    };
+    for i in 0..1024 {
+        let out = port(i)?;
+        ensure!(
+            out.status.success(),
+            "port {}: {}",
+            i + 1,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = port(1024)?;
+    let err = String::from_utf8(out.stderr)?;
+    ensure!(!out.status.success() && err.lines().count() == 1, "{err:?}");
+    ensure!(
+        err.contains("VNI port list") && err.contains("1024"),
+        "{err}"
+    );
+    let ports = json(h1, &["port", "show"])?;
+    ensure!(
+        ports.as_array().map(Vec::len) == Some(1024),
+        "ports after the refusal"
+    );
+    let left = std::path::Path::new("/run/netns").join(format!("{tag}q1024"));
+    ensure!(!left.exists(), "the refused port's namespace was left");
+    Ok(())
+}

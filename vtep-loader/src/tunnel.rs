@@ -399,7 +399,13 @@ pub async fn show(st: &mut State, json: bool) -> Result<()> {
     let memory: Vec<String> = show
         .memory
         .iter()
-        .map(|(k, v)| format!("{} {}", k.trim_start_matches("VTEP_").to_lowercase(), bytes(*v)))
+        .map(|(k, v)| {
+            format!(
+                "{} {}",
+                k.trim_start_matches("VTEP_").to_lowercase(),
+                bytes(*v)
+            )
+        })
         .collect();
     println!(
         "    kernel memory {} (total {})",

@@ -155,7 +155,9 @@ impl Rig {
             ),
         };
         let secs = start.elapsed().as_secs_f64();
-        let grown = self.memory(writer).map(|after| after.saturating_sub(before));
+        let grown = self
+            .memory(writer)
+            .map(|after| after.saturating_sub(before));
         // Empty again for the next run, whatever happened.
         let cleanup = match writer {
             Writer::Vtep => vtep(&["-n", &self.vtep_ns.name, "fdb", "flush", "vni", "42"]),

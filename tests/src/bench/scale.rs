@@ -93,7 +93,10 @@ fn flood_costs(tag: &str) -> Result<Vec<(u32, f64)>> {
     let bed = Testbed::underlay(tag, vec![Stack::vtep(), Stack::vtep()])?;
     let (h1, h2) = (bed.c1(), bed.c2());
     in_ns(&h1.ns, &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"])?;
-    in_ns(&h1.ns, &["ip", "route", "add", "10.99.0.0/16", "via", &h2.ip])?;
+    in_ns(
+        &h1.ns,
+        &["ip", "route", "add", "10.99.0.0/16", "via", &h2.ip],
+    )?;
     h1.vtep(&["up"])?;
     h1.port(&h1.container, &h1.mac, &h1.container_ip, frames::VNI)?;
     let ports: Value = serde_json::from_str(&h1.vtep(&["-j", "port", "show"])?)?;
