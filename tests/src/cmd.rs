@@ -35,6 +35,11 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Result<String> {
     run("ip", &full)
 }
 
+/// `in_ns` with the command written as one line (words split at spaces, no quoting).
+pub fn in_ns_line(ns: &str, line: &str) -> Result<String> {
+    in_ns(ns, &line.split_whitespace().collect::<Vec<_>>())
+}
+
 /// The `vtep` binary under test: $VTEP_BIN, or the workspace's release build.
 pub fn vtep_bin() -> PathBuf {
     std::env::var_os("VTEP_BIN")

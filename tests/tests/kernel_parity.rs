@@ -9,8 +9,14 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use vtep_testbed::{
-    capture::Capture, cmd::in_ns, iperf, monitor::Monitor, netns::unique_tag, ping,
-    scenario::classic_flooding, Host, Stack, Testbed,
+    capture::Capture,
+    cmd::{in_ns, in_ns_line},
+    iperf,
+    monitor::Monitor,
+    netns::unique_tag,
+    ping,
+    scenario::classic_flooding,
+    Host, Stack, Testbed,
 };
 
 fn fdb_entry(host: &Host, mac: &str) -> Result<Option<Value>> {
@@ -313,18 +319,9 @@ fn monitor_reports_fdb_and_neighbour_misses() -> Result<()> {
 
     // An ARP nobody answers, then a frame to a MAC nobody owns.
     in_ns(&h1.container, &["ping", "-c", "1", "-W", "1", "12.12.12.9"]).ok();
-    in_ns(
+    in_ns_line(
         &h1.container,
-        &[
-            "ip",
-            "neigh",
-            "replace",
-            "12.12.12.8",
-            "lladdr",
-            "02:42:00:00:00:08",
-            "dev",
-            "eth0",
-        ],
+        "ip neigh replace 12.12.12.8 lladdr 02:42:00:00:00:08 dev eth0",
     )?;
     in_ns(&h1.container, &["ping", "-c", "1", "-W", "1", "12.12.12.8"]).ok();
 

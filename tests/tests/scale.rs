@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use vtep_testbed::{
     capture::Capture,
-    cmd::{in_ns, vtep_output},
+    cmd::{in_ns, in_ns_line, vtep_output},
     monitor::Monitor,
     netns::unique_tag,
     ping, Host, Stack, Testbed,
@@ -228,18 +228,9 @@ fn miss_events_only_while_one_monitor_reads() -> Result<()> {
     let h1 = bed.c1();
     h1.port(&h1.container, &h1.mac, &h1.container_ip, 42)?;
     // Unicast to a MAC nobody owns, with nowhere to flood: an FDB miss per frame.
-    in_ns(
+    in_ns_line(
         &h1.container,
-        &[
-            "ip",
-            "neigh",
-            "replace",
-            "12.12.12.8",
-            "lladdr",
-            "02:42:00:00:00:08",
-            "dev",
-            "eth0",
-        ],
+        "ip neigh replace 12.12.12.8 lladdr 02:42:00:00:00:08 dev eth0",
     )?;
     let misses = |count: &str| -> Result<()> {
         in_ns(

@@ -1,6 +1,6 @@
 //! What each eBPF program costs per packet, through BPF_PROG_TEST_RUN, on the very programs
 //! `vtep` loaded and pinned on host 1 of a reference scenario (a "rig"), with 10 or
-//! 1,000,000 entries in its FDB.
+//! 1,000,000 entries in its FDB and in its neighbour table.
 //!
 //! The kernel runs a test with `repeat` N on one skb (or xdp_buff) and never restores it
 //! between passes: after the first pass the encap probe is encapsulated, the decap probe
@@ -23,7 +23,7 @@ use aya_obj::programs::XdpAttachType;
 use vtep_common::{
     map_name,
     wire::{self, ARP_FRAME_LEN, ENCAP_LEN, ETH_LEN, IPV4_LEN, VXLAN_PORT},
-    FdbEntry, MacVni,
+    FdbEntry, IpVni, MacVni, NeighEntry,
 };
 
 use super::{
@@ -251,7 +251,7 @@ impl Rig {
             bail!("the program-cost scenario does not carry a ping");
         }
         let dir = h1.pin_dir()?;
-        fill_fdb(&dir, fdb_entries)?;
+        fill_tables(&dir, fdb_entries)?;
         let ports: serde_json::Value = serde_json::from_str(&h1.vtep(&["-j", "port", "show"])?)?;
         let port_ifindex = ports[0]["host_ifindex"]
             .as_u64()
@@ -390,19 +390,39 @@ pub(super) fn stay_on_this_cpu() -> Result<()> {
     Ok(())
 }
 
-/// Fills the FDB to `entries`, every filler a copy of the entry `vtep fdb add` made for the
-/// remote container, so the value is whatever `vtep` writes.
-fn fill_fdb(dir: &Path, entries: u32) -> Result<()> {
-    let map = MapData::from_pin(dir.join(map_name::FDB)).context("opening the pinned FDB")?;
-    let mut fdb: HashMap<MapData, MacVni, FdbEntry> = HashMap::try_from(Map::from_map_data(map)?)?;
+/// Fills the FDB and the neighbour table to `entries` each, every filler a copy of the
+/// entry `vtep fdb add` / `neigh add` made for the remote container, so the values are
+/// whatever `vtep` writes.
+fn fill_tables(dir: &Path, entries: u32) -> Result<()> {
+    let open = |name: &str| -> Result<Map> {
+        let map = MapData::from_pin(dir.join(name))
+            .with_context(|| format!("opening the pinned {name}"))?;
+        Ok(Map::from_map_data(map)?)
+    };
+    let mut fdb: HashMap<MapData, MacVni, FdbEntry> = HashMap::try_from(open(map_name::FDB)?)?;
+    let mut neigh: HashMap<MapData, IpVni, NeighEntry> = HashMap::try_from(open(map_name::NEIGH)?)?;
     let remote = fdb
         .get(&MacVni::new(REMOTE_MAC, VNI), 0)
         .context("the remote container's FDB entry")?;
+    let remote_ip = IpVni {
+        ip: [12, 12, 12, 3],
+        vni: VNI,
+    };
+    let arp = neigh
+        .get(&remote_ip, 0)
+        .context("the remote container's neighbour entry")?;
     for i in 1..entries {
         let b = i.to_be_bytes();
         let mac = [0x02, 0x10, b[0], b[1], b[2], b[3]];
         fdb.insert(MacVni::new(mac, VNI), remote, 0)
             .with_context(|| format!("adding FDB entry {i}"))?;
+        let ip = IpVni {
+            ip: [10, b[1], b[2], b[3]],
+            vni: VNI,
+        };
+        neigh
+            .insert(ip, arp, 0)
+            .with_context(|| format!("adding neighbour entry {i}"))?;
     }
     Ok(())
 }
