@@ -45,7 +45,9 @@ fn vtep_between_vms(series: Series, up_args: &str) -> Result<Pair> {
         series.name(),
         gbits * 1000.0
     );
-    let (packets, lost) = udp_result(&pair.iperf(2, Some("20M"))?)?;
+    // 10 Mbit/s: under TCG on a busy machine the receiving VM's CPU, not the tunnel, drops
+    // datagrams at 20 (9% once, with the test suite and two builds beside it).
+    let (packets, lost) = udp_result(&pair.iperf(2, Some("10M"))?)?;
     assert!(
         packets > 100 && lost < 5.0,
         "UDP: {packets} packets, {lost}% lost"
