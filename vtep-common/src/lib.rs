@@ -6,11 +6,13 @@
 #![no_std]
 
 pub mod counter;
+pub mod ecn;
+pub mod icmp;
 pub mod wire;
 
 /// Bumped whenever a map's key or value layout changes; the pin directory carries it so a
 /// new loader never reuses maps pinned by an older one.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// skb mark of an encapsulated frame sent through the underlay's ingress so the kernel
 /// re-derives its protocol (IPv4) before `bpf_redirect_neigh` resolves the next hop.
@@ -92,6 +94,10 @@ pub struct Config {
     /// Name of the underlay device, NUL padded: a device re-created under this name is
     /// attached again by `vtep up`. Read only by the loader.
     pub underlay_name: [u8; IFNAME_MAX],
+    /// MTU of the underlay device when `vtep up` last ran: a frame whose outer packet
+    /// would exceed it is answered with ICMP or dropped, never sent to be lost.
+    pub underlay_mtu: u32,
+    pub _pad2: u32,
 }
 
 pub const DECAP_TC: u8 = 0;
@@ -265,7 +271,7 @@ mod tests {
     fn map_types_have_no_implicit_padding() {
         assert_eq!(
             size_of::<Config>(),
-            4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 8 + IFNAME_MAX
+            4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 8 + IFNAME_MAX + 4 + 4
         );
         assert_eq!(size_of::<Remote>(), 8);
         assert_eq!(size_of::<FloodList>(), 4 + 8 * MAX_FLOOD);

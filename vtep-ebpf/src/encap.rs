@@ -1,6 +1,6 @@
 //! VXLAN encapsulation of a container's frame towards remote VTEPs (RFC 7348).
 
-use core::{ffi::c_void, mem};
+use core::{ffi::c_void, mem, ptr};
 
 use aya_ebpf::{
     bindings::{
@@ -8,7 +8,7 @@ use aya_ebpf::{
         bpf_redir_neigh as RedirNeigh, bpf_redir_neigh__bindgen_ty_1 as NextHopAddr,
         BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
-        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_INGRESS,
+        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_INGRESS, TC_ACT_REDIRECT,
     },
     helpers::{
         bpf_fib_lookup, bpf_get_hash_recalc, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_head,
@@ -16,64 +16,91 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use vtep_common::{
-    counter,
-    wire::{self, ENCAP_LEN, ENCAP_ROOM, ETH_LEN, ETH_P_IP, ETH_P_IPV6},
+    counter, ecn,
+    wire::{self, ENCAP_LEN, ENCAP_ROOM, ETH_LEN, ETH_P_IP, ETH_P_IPV6, MAX_VLAN_TAGS, VLAN_LEN},
     Config, Remote, REFLECT_MARK,
 };
 
-use crate::{head, port::drop, stats::count};
+use crate::{
+    head, mtu,
+    stats::{count, drop, Verdict},
+    vlan,
+};
 
 const AF_INET: u8 = 2;
 
 /// Keeps GSO/TSO intact: the kernel marks the skb as UDP-tunnelled Ethernet and segments it
 /// (inner TCP included) only at the last moment, exactly as for its own vxlan device. The
-/// inner MAC header length is 14: with 22 the segments come out corrupt.
+/// inner MAC header length (added per frame) is 14 plus its VLAN tags: the kernel's
+/// segmentation finds the inner network header by it, so any other value corrupts segments.
 const ROOM_FLAGS: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64
     | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 as u64
     | BPF_F_ADJ_ROOM_ENCAP_L4_UDP as u64
-    | BPF_F_ADJ_ROOM_ENCAP_L2_ETH as u64
-    | ((ETH_LEN as u64) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT);
+    | BPF_F_ADJ_ROOM_ENCAP_L2_ETH as u64;
+
+/// The inner frame's Ethernet header with up to `MAX_VLAN_TAGS` tags pushed inside.
+const INNER_HEAD_MAX: usize = ETH_LEN + MAX_VLAN_TAGS * VLAN_LEN;
 
 /// What stays the same for every copy of one encapsulated frame.
 pub struct Tunnel {
-    inner_eth: [u8; ETH_LEN],
+    inner_head: [u8; INNER_HEAD_MAX],
+    tags: usize,
     inner_len: u16,
     src_port: u16,
     tos: u8,
     vni: u32,
 }
 
-/// Grows the frame by the outer headers (filled in later, per destination).
+/// Grows the frame by the outer headers (filled in later, per destination), taking its VLAN
+/// tags out of metadata to push them inside. Err is the drop counter.
 #[inline(always)]
-pub fn open(ctx: &TcContext, cfg: &Config, vni: u32, inner_eth: &[u8; ETH_LEN]) -> Option<Tunnel> {
-    let inner_ipv4 = u16::from_be_bytes([inner_eth[12], inner_eth[13]]) == ETH_P_IP;
-    let hash = flow_hash(ctx, inner_ipv4);
-    // Only an inheriting tunnel pays for reading the inner TOS.
-    let inherited = if cfg.tos_inherit != 0 && inner_ipv4 {
-        ctx.load::<u8>(ETH_LEN + 1).ok()
-    } else {
-        None
+pub fn open(ctx: &TcContext, cfg: &Config, vni: u32) -> Result<Tunnel, u32> {
+    let tags = vlan::take(ctx).ok_or(counter::DROP_VLAN)?;
+    // Read again: taking the tags moved the bytes.
+    let Some(&eth) = head::view::<{ ETH_LEN + 2 }>(ctx) else {
+        return Err(counter::DROP_MALFORMED);
     };
-    let tos = inherited.unwrap_or(cfg.tos);
+    let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+    let dsfield = ecn::dsfield(ethertype, &[eth[ETH_LEN], eth[ETH_LEN + 1]]);
+    let dscp_from = match dsfield {
+        Some(inner) if cfg.tos_inherit != 0 => inner,
+        _ if cfg.tos_inherit != 0 => 0,
+        _ => cfg.tos,
+    };
+    let hash = flow_hash(ctx, ethertype == ETH_P_IP);
+    let pushed = tags.n * VLAN_LEN;
     // A GSO super-packet can exceed what the 16-bit length fields hold; its outer lengths are
     // only a template the kernel rewrites per segment, so saturate rather than wrap.
-    let inner_len = ctx
-        .len()
-        .min(u16::MAX as u32 - (ENCAP_LEN - ETH_LEN) as u32) as u16;
+    let inner_len =
+        (ctx.len() + pushed as u32).min(u16::MAX as u32 - (ENCAP_LEN - ETH_LEN) as u32) as u16;
+    let room = (ENCAP_ROOM + pushed) as u32;
     let proto = ctx.skb.protocol();
     if proto == ETH_P_IP.to_be() as u32 || proto == ETH_P_IPV6.to_be() as u32 {
-        ctx.adjust_room(ENCAP_ROOM as i32, BPF_ADJ_ROOM_MAC, ROOM_FLAGS)
-            .ok()?;
-    } else if unsafe { bpf_skb_change_head(ctx.skb.skb, ENCAP_LEN as u32, 0) } != 0 {
+        let l2 = ((ETH_LEN + pushed) as u64) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT;
+        ctx.adjust_room(room as i32, BPF_ADJ_ROOM_MAC, ROOM_FLAGS | l2)
+            .map_err(|_| counter::DROP_ENCAP_FAIL)?;
+    } else if unsafe { bpf_skb_change_head(ctx.skb.skb, room, 0) } != 0 {
         // adjust_room takes only IP skbs; other frames (ARP) are never GSO, so pushing
         // plain headroom in front of the whole frame loses nothing.
-        return None;
+        return Err(counter::DROP_ENCAP_FAIL);
     }
-    Some(Tunnel {
-        inner_eth: *inner_eth,
+    // Destination and source MACs, the tags, then the frame's own ether type.
+    let mut inner_head = [0u8; INNER_HEAD_MAX];
+    inner_head[..12].copy_from_slice(&eth[..12]);
+    for (i, tag) in tags.tag.iter().enumerate().take(tags.n) {
+        if let Some(dst) = inner_head.get_mut(12 + i * VLAN_LEN..12 + (i + 1) * VLAN_LEN) {
+            dst.copy_from_slice(tag);
+        }
+    }
+    if let Some(dst) = inner_head.get_mut(12 + pushed..14 + pushed) {
+        dst.copy_from_slice(&eth[12..14]);
+    }
+    Ok(Tunnel {
+        inner_head,
+        tags: tags.n,
         inner_len,
         src_port: wire::src_port(hash, cfg.srcport_min, cfg.srcport_max),
-        tos,
+        tos: ecn::encap_tos(dscp_from, dsfield.unwrap_or(0)),
         vni,
     })
 }
@@ -95,8 +122,8 @@ fn flow_hash(ctx: &TcContext, inner_ipv4: bool) -> u32 {
     unsafe { bpf_get_hash_recalc(ctx.skb.skb) }
 }
 
-/// Writes the outer headers towards `remote_ip:port` (and the inner Ethernet header, which
-/// the growth displaced).
+/// Writes the outer headers towards `remote_ip:port` and the inner Ethernet header with
+/// its tags (which the growth displaced).
 #[inline(always)]
 pub fn address(
     ctx: &TcContext,
@@ -105,39 +132,79 @@ pub fn address(
     to: &Remote,
     macs: ([u8; 6], [u8; 6]),
 ) -> bool {
-    let Some((outer, inner)) = head::view_mut::<{ ENCAP_LEN + ETH_LEN }>(ctx)
-        .and_then(|h| h.split_first_chunk_mut::<ENCAP_LEN>())
+    let outer = wire::Outer {
+        dst_mac: macs.0,
+        src_mac: macs.1,
+        src_ip: cfg.local_ip,
+        dst_ip: to.ip,
+        src_port: t.src_port,
+        dst_port: to.port,
+        vni: t.vni,
+        ttl: cfg.ttl,
+        tos: t.tos,
+        inner_len: t.inner_len,
+    };
+    // One fixed-size write per tag count: the verifier needs constant bounds.
+    match t.tags {
+        0 => write_head::<{ ENCAP_LEN + ETH_LEN }>(ctx, &outer, &t.inner_head),
+        1 => write_head::<{ ENCAP_LEN + ETH_LEN + VLAN_LEN }>(ctx, &outer, &t.inner_head),
+        _ => write_head::<{ ENCAP_LEN + INNER_HEAD_MAX }>(ctx, &outer, &t.inner_head),
+    }
+}
+
+#[inline(always)]
+fn write_head<const N: usize>(
+    ctx: &TcContext,
+    outer: &wire::Outer,
+    inner: &[u8; INNER_HEAD_MAX],
+) -> bool {
+    let Some((o, rest)) =
+        head::view_mut::<N>(ctx).and_then(|h| h.split_first_chunk_mut::<ENCAP_LEN>())
     else {
         return false;
     };
-    wire::write_outer(
-        outer,
-        &wire::Outer {
-            dst_mac: macs.0,
-            src_mac: macs.1,
-            src_ip: cfg.local_ip,
-            dst_ip: to.ip,
-            src_port: t.src_port,
-            dst_port: to.port,
-            vni: t.vni,
-            ttl: cfg.ttl,
-            tos: t.tos,
-            inner_len: t.inner_len,
-        },
-    );
-    inner.copy_from_slice(&t.inner_eth);
-    true
+    wire::write_outer(o, outer);
+    match inner.get(..rest.len()) {
+        Some(src) => {
+            rest.copy_from_slice(src);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Marks an encapsulated frame for the detour through the underlay's ingress (redirect with
-/// `REFLECT_FLAGS`), where the kernel re-derives skb->protocol (IPv4) and the underlay
-/// program hands it to `bpf_redirect_neigh`.
+/// `REFLECT_FLAGS`), where the kernel re-derives skb->protocol (IPv4) and `reflected`
+/// hands it to `bpf_redirect_neigh`.
 #[inline(always)]
 pub fn reflect_mark(ctx: &TcContext) {
     ctx.set_mark(REFLECT_MARK);
 }
 
 pub const REFLECT_FLAGS: u64 = BPF_F_INGRESS as u64;
+
+/// The second half of a detour at the underlay's ingress: our own encapsulated frame, now
+/// with skb->protocol derived from its outer header, goes to the kernel's next hop. None
+/// for every other frame.
+#[inline(always)]
+pub fn reflected(ctx: &TcContext, cfg: &Config) -> Option<Verdict<i32>> {
+    if unsafe { (*ctx.skb.skb).mark } != REFLECT_MARK {
+        return None;
+    }
+    ctx.set_mark(0);
+    let rc = unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, ptr::null_mut(), 0, 0) } as i32;
+    Some(sent(rc, counter::REFLECT))
+}
+
+/// `counter` when a redirect helper accepted the frame, else a drop.
+#[inline(always)]
+fn sent(rc: i32, counter: u32) -> Verdict<i32> {
+    if rc == TC_ACT_REDIRECT as i32 {
+        Verdict::new(rc, counter)
+    } else {
+        drop(counter::DROP_ENCAP_FAIL)
+    }
+}
 
 enum NextHop {
     /// Route and neighbour known: outer MACs and egress device.
@@ -152,22 +219,33 @@ enum NextHop {
     Unresolved,
 }
 
-/// Unicast to one remote VTEP.
+/// Unicast from port `from` to one remote VTEP. The frame is encapsulated and handed to the
+/// underlay (`encap`), answered with ICMP when too big (`icmp_frag_needed`), or dropped
+/// with the reason; the caller counts the verdict.
 #[inline(always)]
 pub fn unicast(
     ctx: &TcContext,
     cfg: &Config,
     to: &Remote,
     vni: u32,
-    inner_eth: &[u8; ETH_LEN],
-) -> i32 {
+    from: u32,
+    eth: &[u8; ETH_LEN],
+) -> Verdict<i32> {
+    let (Some(tags), Some(l3)) = (vlan::count(ctx, eth), vlan::network(ctx, eth)) else {
+        return drop(counter::DROP_VLAN);
+    };
+    if let Some(limit) = mtu::exceeded(ctx, cfg, tags, l3) {
+        return mtu::answer(ctx, from, eth, limit);
+    }
     let Some(hop) = next_hop(ctx, cfg, to.ip) else {
         return drop(counter::DROP_NO_ROUTE);
     };
-    let is_ipv4 = ctx.skb.protocol() == ETH_P_IP.to_be() as u32;
-    let Some(tunnel) = open(ctx, cfg, vni, inner_eth) else {
-        return drop(counter::DROP_ENCAP_FAIL);
+    let tunnel = match open(ctx, cfg, vni) {
+        Ok(t) => t,
+        Err(reason) => return drop(reason),
     };
+    // Read after `open`: taking the tags out can change skb->protocol.
+    let is_ipv4 = ctx.skb.protocol() == ETH_P_IP.to_be() as u32;
     let macs = match hop {
         NextHop::Resolved {
             dst_mac, src_mac, ..
@@ -177,13 +255,9 @@ pub fn unicast(
     if !address(ctx, cfg, &tunnel, to, macs) {
         return drop(counter::DROP_ENCAP_FAIL);
     }
-    match hop {
-        NextHop::Resolved { ifindex, .. } => {
-            count(counter::ENCAP);
-            unsafe { bpf_redirect(ifindex, 0) as i32 }
-        }
+    let rc = match hop {
+        NextHop::Resolved { ifindex, .. } => unsafe { bpf_redirect(ifindex, 0) as i32 },
         NextHop::OnLink if is_ipv4 => {
-            count(counter::ENCAP);
             count(counter::NEIGH_RESOLVE);
             // Every byte set by value: mem::zeroed() becomes a byte-loop memset call here.
             let mut nh = RedirNeigh {
@@ -202,19 +276,18 @@ pub fn unicast(
             }
         }
         NextHop::Unresolved if is_ipv4 => {
-            count(counter::ENCAP);
             count(counter::NEIGH_RESOLVE);
-            unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, core::ptr::null_mut(), 0, 0) as i32 }
+            unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, ptr::null_mut(), 0, 0) as i32 }
         }
         // skb->protocol still names the inner frame (ARP, say), which bpf_redirect_neigh
         // refuses: take the detour through the underlay's ingress.
         NextHop::OnLink | NextHop::Unresolved => {
-            count(counter::ENCAP);
             count(counter::NEIGH_RESOLVE);
             reflect_mark(ctx);
             unsafe { bpf_redirect(cfg.underlay_ifindex, REFLECT_FLAGS) as i32 }
         }
-    }
+    };
+    sent(rc, counter::ENCAP)
 }
 
 /// The underlay route to the remote VTEP, from the kernel's FIB and neighbour table (never

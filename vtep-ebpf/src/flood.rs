@@ -10,8 +10,9 @@ use vtep_common::{counter, wire::ETH_LEN, Config, FloodList, VniPorts};
 use crate::{
     encap,
     maps::{FLOOD, VNI_PORTS},
-    port::drop,
-    stats::count,
+    mtu,
+    stats::{count, drop, Verdict},
+    vlan,
 };
 
 /// Copies of the (still unencapsulated) frame to the VNI's local ports but `except`.
@@ -31,40 +32,50 @@ fn to_ports(ctx: &TcContext, ports: &VniPorts, except: u32) {
     }
 }
 
-/// A frame from port `ifindex` nobody is known to own: flood it, or drop it as `reason`
-/// when the VNI has nowhere to flood to.
+/// A frame from port `ifindex` nobody is known to own: copies go to the VNI's other local
+/// ports and, if it fits the underlay, to its flood list; the original is consumed
+/// (`flood`). Dropped as `reason` when the VNI has nowhere to flood to, or as
+/// `drop_too_big` when only remote copies were due and the frame does not fit. The caller
+/// counts the verdict; copies are counted here, one by one.
 #[inline(always)]
 pub fn from_port(
     ctx: &TcContext,
     cfg: &Config,
     vni: u32,
     ifindex: u32,
-    inner_eth: &[u8; ETH_LEN],
+    eth: &[u8; ETH_LEN],
     reason: u32,
-) -> i32 {
-    let ports = unsafe { VNI_PORTS.get(vni) };
+) -> Verdict<i32> {
+    let ports = unsafe { VNI_PORTS.get(vni) }.filter(|p| p.count > 1);
     let list = unsafe { FLOOD.get(vni) }.filter(|l| l.count > 0);
     // The sender is one of the local ports.
-    if ports.map_or(0, |p| p.count) <= 1 && list.is_none() {
+    if ports.is_none() && list.is_none() {
         return drop(reason);
+    }
+    let fits = match (vlan::count(ctx, eth), vlan::network(ctx, eth)) {
+        (Some(tags), Some(l3)) => mtu::exceeded(ctx, cfg, tags, l3).is_none(),
+        _ => false,
+    };
+    if ports.is_none() && !fits {
+        return drop(counter::DROP_TOO_BIG);
     }
     if let Some(ports) = ports {
         to_ports(ctx, ports, ifindex);
     }
-    if let Some(list) = list {
-        remote(ctx, cfg, vni, list, inner_eth);
+    if let (Some(list), true) = (list, fits) {
+        remote(ctx, cfg, vni, list);
     }
-    // The original is consumed: only its copies travel.
-    TC_ACT_SHOT
+    Verdict::new(TC_ACT_SHOT, counter::FLOOD)
 }
 
 /// Encapsulates once; each copy only rewrites the outer headers and takes the detour
 /// through the underlay's ingress for its next hop.
 #[inline(always)]
-fn remote(ctx: &TcContext, cfg: &Config, vni: u32, list: &FloodList, inner_eth: &[u8; ETH_LEN]) {
-    let Some(tunnel) = encap::open(ctx, cfg, vni, inner_eth) else {
-        count(counter::DROP_ENCAP_FAIL);
-        return;
+fn remote(ctx: &TcContext, cfg: &Config, vni: u32, list: &FloodList) {
+    let tunnel = match encap::open(ctx, cfg, vni) {
+        Ok(t) => t,
+        // No remote copy can be made; the frame's verdict stays `flood` (local copies).
+        Err(reason) => return count(reason),
     };
     encap::reflect_mark(ctx);
     for remote in list.remotes.iter().take(list.count as usize) {
