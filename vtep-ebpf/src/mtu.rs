@@ -32,8 +32,9 @@ const CSUM_CHUNK: usize = 512;
 /// segments.
 #[inline(always)]
 pub fn exceeded(ctx: &TcContext, cfg: &Config, tags: usize, l3: (usize, u16)) -> Option<u32> {
-    // Network-layer bytes the underlay takes around one inner L3 packet.
-    let overhead = (ENCAP_LEN + ETH_LEN + tags * VLAN_LEN) as u32;
+    // Outer IPv4, UDP and VXLAN, then the inner Ethernet header and tags, around the inner
+    // packet: as many bytes as ENCAP_LEN, whose outer Ethernet header the MTU leaves out.
+    let overhead = (ENCAP_LEN + tags * VLAN_LEN) as u32;
     let limit = cfg.underlay_mtu.saturating_sub(overhead);
     let gso_size = unsafe { (*ctx.skb.skb).gso_size };
     let l3_len = if gso_size == 0 {

@@ -149,10 +149,10 @@ impl State {
         {
             let limit = port_mtu_limit(mtu);
             if req.mtu > limit {
-                return Err(anyhow::Error::from(crate::args::BadInput(format!(
+                return Err(anyhow::anyhow!(
                     "--mtu {} does not fit the underlay: {dev} has MTU {mtu}, which leaves {limit} inside VXLAN's 50 bytes",
                     req.mtu
-                )))
+                )
                 .into());
             }
         }
