@@ -334,10 +334,7 @@ fn hostile_frames_on_the_underlay_never_reach_the_wrong_place() -> Result<()> {
     let tag = unique_tag("hx");
     let bed = Testbed::underlay(
         &tag,
-        vec![
-            Stack::vtep_with(&["--xdp-mode", "native", "--xdp-on-veth"]),
-            Stack::vtep(),
-        ],
+        vec![Stack::vtep_with(&["--xdp-mode", "native"]), Stack::vtep()],
     )?;
     let h1 = &bed.hosts[0];
     for (i, (vni, mac)) in PORTS.iter().enumerate() {

@@ -57,13 +57,13 @@ fn ping_both_ways_with_tc_decap_and_no_bridge_or_vxlan_device() -> Result<()> {
 
 #[test]
 fn ping_both_ways_with_native_xdp_decap() -> Result<()> {
-    let native = Stack::vtep_with(&["--xdp-mode", "native", "--xdp-on-veth"]);
+    let native = Stack::vtep_with(&["--xdp-mode", "native"]);
     pings_both_ways([native.clone(), native])
 }
 
 #[test]
 fn ping_both_ways_with_generic_xdp_decap() -> Result<()> {
-    let generic = Stack::vtep_with(&["--xdp-mode", "generic", "--xdp-on-veth"]);
+    let generic = Stack::vtep_with(&["--xdp-mode", "generic"]);
     pings_both_ways([generic.clone(), generic])
 }
 
@@ -209,12 +209,12 @@ fn host_traffic_over_eth1_is_untouched_with_tc_decap() -> Result<()> {
 
 #[test]
 fn host_traffic_over_eth1_is_untouched_with_xdp_decap() -> Result<()> {
-    host_traffic_passes(Stack::vtep_with(&["--xdp-mode", "native", "--xdp-on-veth"]))
+    host_traffic_passes(Stack::vtep_with(&["--xdp-mode", "native"]))
 }
 
 #[test]
 fn down_leaves_no_programs_links_pins_veths_or_namespaces() -> Result<()> {
-    for mode in [&[][..], &["--xdp-mode", "native", "--xdp-on-veth"][..]] {
+    for mode in [&[][..], &["--xdp-mode", "native"][..]] {
         let bed = Testbed::new(&unique_tag("d"), [Stack::vtep_with(mode), Stack::vtep()])?;
         let h1 = bed.c1();
         let pin_dir = h1.pin_dir()?;

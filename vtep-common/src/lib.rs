@@ -88,7 +88,11 @@ pub struct Config {
     /// Where VXLAN is decapsulated: `DECAP_TC`, `DECAP_XDP_NATIVE` or `DECAP_XDP_GENERIC`.
     /// Read only by the loader, so a later `vtep up` keeps it.
     pub decap: u8,
-    pub _pad: u8,
+    /// Non-zero: XDP decapsulates, then passes the frame on to TC with its port in the XDP
+    /// metadata (`XdpHandoff`) instead of redirecting it. On veth, XDP_REDIRECT turns the skb
+    /// into a bare frame and loses its checksum state (TCP and UDP from the same machine
+    /// fail); XDP_PASS keeps the skb.
+    pub xdp_handoff: u8,
     /// Learned FDB entries older than this are ignored and removed.
     pub ageing_ns: u64,
     /// Name of the underlay device, NUL padded: a device re-created under this name is
@@ -103,6 +107,18 @@ pub struct Config {
 pub const DECAP_TC: u8 = 0;
 pub const DECAP_XDP_NATIVE: u8 = 1;
 pub const DECAP_XDP_GENERIC: u8 = 2;
+
+/// What XDP leaves in front of a frame it decapsulated for TC to deliver (`xdp_handoff`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpHandoff {
+    /// `XDP_HANDOFF_MAGIC`: metadata anything else left is never mistaken for ours.
+    pub magic: u32,
+    /// Host-side ifindex of the port to deliver to.
+    pub port: u32,
+}
+
+pub const XDP_HANDOFF_MAGIC: u32 = 0x7674_7864;
 
 /// A MAC address inside one VNI: the key of the FDB and of the local-port table.
 #[repr(C)]

@@ -13,13 +13,16 @@ use aya_ebpf::{
         xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS},
         BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_OK, TC_ACT_SHOT,
     },
-    helpers::{bpf_redirect, bpf_redirect_peer, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    helpers::{
+        bpf_redirect, bpf_redirect_peer, bpf_xdp_adjust_head, bpf_xdp_adjust_meta,
+        bpf_xdp_adjust_tail,
+    },
     programs::{TcContext, XdpContext},
 };
 use vtep_common::{
     counter, ecn,
     wire::{self, Decap, Reject, DECAP_MIN, ENCAP_LEN, ETH_LEN, ETH_P_IP, ETH_P_IPV6},
-    Config, MacVni,
+    Config, MacVni, XdpHandoff, XDP_HANDOFF_MAGIC,
 };
 
 use crate::{
@@ -133,10 +136,59 @@ fn xdp_verdict(ctx: &XdpContext) -> Option<Verdict<u32>> {
     if d.padding > 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(d.padding as i32)) } != 0 {
         return Some(aborted);
     }
+    if cfg.xdp_handoff != 0 {
+        // Passed on uncounted: TC delivers it and counts the delivery.
+        return (!hand_off(ctx, port)).then_some(aborted);
+    }
     Some(Verdict::new(
         unsafe { bpf_redirect(port, 0) as u32 },
         counter::DECAP,
     ))
+}
+
+/// Leaves `port` in the metadata of a decapsulated frame for TC (`xdp_handoff`).
+#[inline(always)]
+fn hand_off(ctx: &XdpContext, port: u32) -> bool {
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(HANDOFF_LEN as i32)) } != 0 {
+        return false;
+    }
+    let (meta, data) = (ctx.metadata(), ctx.data());
+    if meta + HANDOFF_LEN > data {
+        return false;
+    }
+    let h = XdpHandoff {
+        magic: XDP_HANDOFF_MAGIC,
+        port,
+    };
+    // SAFETY: checked against data above; unaligned, as packet memory may be.
+    unsafe { (meta as *mut XdpHandoff).write_unaligned(h) };
+    true
+}
+
+/// The port a frame was decapsulated for by XDP and handed to TC, if it was.
+#[inline(always)]
+fn handed_off(ctx: &TcContext) -> Option<u32> {
+    let meta = unsafe { (*ctx.skb.skb).data_meta } as usize;
+    if meta + HANDOFF_LEN > ctx.data() {
+        return None;
+    }
+    // SAFETY: checked against data above.
+    let h = unsafe { (meta as *const XdpHandoff).read_unaligned() };
+    (h.magic == XDP_HANDOFF_MAGIC).then_some(h.port)
+}
+
+const HANDOFF_LEN: usize = core::mem::size_of::<XdpHandoff>();
+
+/// Sends a decapsulated frame into its port.
+#[inline(always)]
+fn deliver(port: u32, inner_type: u16) -> i32 {
+    if inner_type == ETH_P_IP || inner_type == ETH_P_IPV6 {
+        // Straight into the container's ingress, skipping the veth's backlog queue.
+        unsafe { bpf_redirect_peer(port, 0) as i32 }
+    } else {
+        // Through the veth, which re-derives skb->protocol for non-IP frames (ARP, tagged).
+        unsafe { bpf_redirect(port, 0) as i32 }
+    }
 }
 
 pub fn underlay_tc(ctx: &TcContext) -> i32 {
@@ -150,6 +202,13 @@ fn tc_verdict(ctx: &TcContext) -> Verdict<i32> {
     };
     if let Some(v) = encap::reflected(ctx, cfg) {
         return v;
+    }
+    if let Some(port) = handed_off(ctx) {
+        let Some(eth) = head::view::<ETH_LEN>(ctx) else {
+            return drop(counter::DROP_DECAP_FAIL);
+        };
+        let inner_type = u16::from_be_bytes([eth[12], eth[13]]);
+        return Verdict::new(deliver(port, inner_type), counter::DECAP);
     }
     let Some(h) = head::view::<DECAP_MIN>(ctx) else {
         return Verdict::new(TC_ACT_OK, counter::PASS_NOT_VXLAN);
@@ -185,12 +244,7 @@ fn tc_verdict(ctx: &TcContext) -> Verdict<i32> {
         return drop(counter::DROP_DECAP_FAIL);
     }
     let action = match delivery {
-        Delivery::Port(port) if inner_type == ETH_P_IP || inner_type == ETH_P_IPV6 => {
-            // Straight into the container's ingress, skipping the veth's backlog queue.
-            unsafe { bpf_redirect_peer(port, 0) as i32 }
-        }
-        // Through the veth, which re-derives skb->protocol for non-IP frames (ARP, tagged).
-        Delivery::Port(port) => unsafe { bpf_redirect(port, 0) as i32 },
+        Delivery::Port(port) => deliver(port, inner_type),
         _ => {
             flood::local(ctx, d.vni, 0);
             TC_ACT_SHOT

@@ -96,10 +96,6 @@ pub struct UpArgs {
     /// XDP attach mode on the underlay device (implies --decap xdp).
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpModeArg>,
-    /// Accept XDP decap on a veth underlay, where only traffic without checksum offload
-    /// (ping, not TCP or UDP sent from the same machine) gets through.
-    #[arg(long)]
-    pub xdp_on_veth: bool,
     /// Learn remote MACs from received frames (the default).
     #[arg(long, conflicts_with = "no_learning")]
     pub learning: bool,

@@ -14,7 +14,7 @@ use vtep_common::{
 };
 
 use crate::{
-    args::{BadInput, Tos},
+    args::Tos,
     cli::{DecapArg, UpArgs, XdpModeArg},
     datapath::{self, Capacity},
     host,
@@ -57,11 +57,7 @@ pub async fn up(st: &mut State, args: &UpArgs) -> Result<()> {
         .ok_or_else(|| anyhow!("device \"{dev}\" does not exist"))?;
     let mut cfg = settings(args, current.as_ref(), &dev, local, ifindex, prefix)?;
     cfg.underlay_mtu = mtu;
-    if veth && cfg.decap != DECAP_TC && !args.xdp_on_veth {
-        bail!(BadInput(format!(
-            "--decap xdp on veth {dev} carries only traffic without checksum offload (ping, not TCP or UDP from this machine); use --decap tc, or add --xdp-on-veth to accept that"
-        )));
-    }
+    cfg.xdp_handoff = u8::from(veth);
     match current {
         Some(current) => upgrade(st, args, &current, cfg).await,
         None => {

@@ -242,7 +242,7 @@ struct Programs {
 
 impl Rig {
     fn new(tag: &str, fdb_entries: u32) -> Result<Self> {
-        let native = Stack::vtep_with(&["--xdp-mode", "native", "--xdp-on-veth"]);
+        let native = Stack::vtep_with(&["--xdp-mode", "native"]);
         let bed = Testbed::new(tag, [native.clone(), native])?;
         let (h1, h2) = (bed.c1(), bed.c2());
         // Resolves the underlay neighbour and the containers' ARP, as on a host in service.

@@ -54,7 +54,7 @@ impl Topology {
             Topology::Kernel => Box::new(Testbed::new(tag, [Stack::Kernel, Stack::Kernel])?),
             Topology::VtepTc => Box::new(Testbed::new(tag, [Stack::vtep(), Stack::vtep()])?),
             Topology::VtepXdp => {
-                let native = Stack::vtep_with(&["--xdp-mode", "native", "--xdp-on-veth"]);
+                let native = Stack::vtep_with(&["--xdp-mode", "native"]);
                 Box::new(Testbed::new(tag, [native.clone(), native])?)
             }
         };
