@@ -96,7 +96,6 @@ impl Prog {
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_REDIRECT: u32 = 7;
 const XDP_PASS: u32 = 2;
-const XDP_REDIRECT: u32 = 4;
 
 /// `struct __sk_buff` up to `ifindex`, the last field the port program reads; the kernel
 /// zero-fills the rest.
@@ -308,7 +307,8 @@ impl Programs {
             compare_from: 0,
         };
         let (decap, redirect, pass) = match program {
-            Program::DecapXdp => (&self.decap_xdp, XDP_REDIRECT, XDP_PASS),
+            // On a veth underlay XDP decapsulates and hands the frame to TC to deliver.
+            Program::DecapXdp => (&self.decap_xdp, XDP_PASS, XDP_PASS),
             _ => (&self.decap_tc, TC_ACT_REDIRECT, TC_ACT_OK),
         };
         match program {
