@@ -10,7 +10,7 @@ use proptest::{
     prelude::*,
     test_runner::{Config, TestCaseError, TestRunner},
 };
-use vtep_testbed::{cmd::run, netns, netns::unique_tag, Stack, Testbed};
+use vtep_testbed::{cmd::run, inject, netns, netns::unique_tag, Stack, Testbed};
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
@@ -132,14 +132,8 @@ fn vxlan(vni: u32, dst: [u8; 6], payload: &[u8]) -> Vec<u8> {
     let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 168, 104, 3];
     ip[2..4].copy_from_slice(&tot.to_be_bytes());
     ip.extend_from_slice(&LOCAL_IP);
-    let mut sum: u32 = ip
-        .chunks(2)
-        .map(|w| u16::from_be_bytes([w[0], w[1]]) as u32)
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let sum = inject::checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(&50000u16.to_be_bytes());
     f.extend_from_slice(&4789u16.to_be_bytes());
@@ -239,14 +233,8 @@ fn grow_outer(f: &mut [u8], n: u16) {
     f[16..18].copy_from_slice(&tot.to_be_bytes());
     f[38..40].copy_from_slice(&(tot - 20).to_be_bytes());
     f[24..26].copy_from_slice(&[0, 0]);
-    let mut sum: u32 = f[14..34]
-        .chunks(2)
-        .map(|w| u16::from_be_bytes([w[0], w[1]]) as u32)
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let sum = inject::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
 }
 
 fn frames() -> impl Strategy<Value = Vec<u8>> {

@@ -8,7 +8,7 @@ use aya_ebpf::{
         bpf_redir_neigh as RedirNeigh, bpf_redir_neigh__bindgen_ty_1 as NextHopAddr,
         BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
-        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_INGRESS, TC_ACT_REDIRECT,
+        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_INGRESS,
     },
     helpers::{
         bpf_fib_lookup, bpf_get_hash_recalc, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_head,
@@ -23,7 +23,7 @@ use vtep_common::{
 
 use crate::{
     head, mtu,
-    stats::{count, drop, Verdict},
+    stats::{count, drop, redirected, Verdict},
     vlan,
 };
 
@@ -193,17 +193,7 @@ pub fn reflected(ctx: &TcContext, cfg: &Config) -> Option<Verdict<i32>> {
     }
     ctx.set_mark(0);
     let rc = unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, ptr::null_mut(), 0, 0) } as i32;
-    Some(sent(rc, counter::REFLECT))
-}
-
-/// `counter` when a redirect helper accepted the frame, else a drop.
-#[inline(always)]
-fn sent(rc: i32, counter: u32) -> Verdict<i32> {
-    if rc == TC_ACT_REDIRECT as i32 {
-        Verdict::new(rc, counter)
-    } else {
-        drop(counter::DROP_ENCAP_FAIL)
-    }
+    Some(redirected(rc, counter::REFLECT, counter::DROP_ENCAP_FAIL))
 }
 
 enum NextHop {
@@ -287,7 +277,7 @@ pub fn unicast(
             unsafe { bpf_redirect(cfg.underlay_ifindex, REFLECT_FLAGS) as i32 }
         }
     };
-    sent(rc, counter::ENCAP)
+    redirected(rc, counter::ENCAP, counter::DROP_ENCAP_FAIL)
 }
 
 /// The underlay route to the remote VTEP, from the kernel's FIB and neighbour table (never

@@ -7,7 +7,7 @@
 use core::ptr;
 
 use aya_ebpf::{
-    bindings::{bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, TC_ACT_REDIRECT},
+    bindings::bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     helpers::{bpf_csum_diff, bpf_redirect, bpf_skb_change_tail},
     programs::TcContext,
 };
@@ -20,7 +20,7 @@ use vtep_common::{
 
 use crate::{
     head,
-    stats::{drop, Verdict},
+    stats::{drop, redirected, Verdict},
 };
 
 const IPPROTO_TCP: u8 = 6;
@@ -105,11 +105,7 @@ pub fn answer(ctx: &TcContext, port: u32, eth: &[u8; ETH_LEN], mtu: u32) -> Verd
         return too_big;
     }
     let rc = unsafe { bpf_redirect(port, 0) } as i32;
-    if rc == TC_ACT_REDIRECT as i32 {
-        Verdict::new(rc, counter::ICMP_FRAG_NEEDED)
-    } else {
-        too_big
-    }
+    redirected(rc, counter::ICMP_FRAG_NEEDED, counter::DROP_TOO_BIG)
 }
 
 /// The one's-complement sum of the quoted bytes, in packet memory.

@@ -2,7 +2,7 @@
 //! to do with the frame and the counter saying why), and each program's entry point counts
 //! it, so every frame is counted exactly once per program.
 
-use aya_ebpf::bindings::TC_ACT_SHOT;
+use aya_ebpf::bindings::{TC_ACT_REDIRECT, TC_ACT_SHOT};
 
 use crate::maps::STATS;
 
@@ -44,4 +44,15 @@ impl<A> Verdict<A> {
 #[inline(always)]
 pub const fn drop(reason: u32) -> Verdict<i32> {
     Verdict::new(TC_ACT_SHOT, reason)
+}
+
+/// `counter` when a redirect helper accepted the frame (its return value `rc`), else a drop
+/// as `otherwise`: the frame is counted for what really happened to it.
+#[inline(always)]
+pub const fn redirected(rc: i32, counter: u32, otherwise: u32) -> Verdict<i32> {
+    if rc == TC_ACT_REDIRECT {
+        Verdict::new(rc, counter)
+    } else {
+        drop(otherwise)
+    }
 }
