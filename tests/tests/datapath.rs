@@ -455,6 +455,7 @@ const PORT_VERDICTS: &[&str] = &[
     "icmp_frag_needed",
     "drop_too_big",
     "drop_vlan",
+    "drop_link_local",
 ];
 const VXLAN_VERDICTS: &[&str] = &[
     "decap",
@@ -477,10 +478,14 @@ fn counters_add_up(stack: Stack) -> Result<()> {
     assert!(reachable(&h2.container, &h1.container_ip)?);
     assert!(reachable(&h2.ns, &h1.ip)?);
 
+    let m1 = mac(&h1.mac);
     let (sent, before) = (tx_packets(&h1.container)?, counters(h1)?);
     assert!(ping(&h1.container, &h2.container_ip, 5)?);
     // ARP for an address nobody answers: broadcast with nowhere to flood, not `encap`.
     let _ = ping(&h1.container, "12.12.12.77", 1)?;
+    // LLDP, which a bridge never forwards.
+    let lldp = inject::junk_frame([0x01, 0x80, 0xc2, 0, 0, 0x0e], m1, b"lldp");
+    inject::send_frames(&h1.container, "eth0", vec![lldp])?;
     let after = counters(h1)?;
     let sent = tx_packets(&h1.container)? - sent;
     assert!(sent >= 5, "{sent}");
@@ -490,8 +495,9 @@ fn counters_add_up(stack: Stack) -> Result<()> {
         "port verdicts vs frames sent: {after}"
     );
 
+    assert_eq!(grown(&before, &after, &["drop_link_local"]), 1);
+
     // Crafted VXLAN of every kind, from host 2's address to host 1.
-    let m1 = mac(&h1.mac);
     let m2 = mac(&h2.mac);
     let echo = |dst: [u8; 6], tos| {
         inject::icmp_echo(dst, m2, ip4(&h2.container_ip), ip4(&h1.container_ip), tos)

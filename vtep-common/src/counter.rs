@@ -40,6 +40,7 @@ counters! {
     DROP_TOO_BIG = 28, "drop_too_big", "frames too big for the underlay that get no ICMP (no DF, IPv6, not IP, or ICMP not allowed)";
     DROP_ECN = 29, "drop_ecn", "VXLAN frames marked CE outside around a Not-ECT inner packet (RFC 6040)";
     DROP_VLAN = 30, "drop_vlan", "frames from a port with more than two VLAN tags";
+    DROP_LINK_LOCAL = 31, "drop_link_local", "IEEE 802.1D link-local frames (01:80:c2:00:00:0x: STP, LACP, LLDP), which a bridge never forwards";
 }
 
 pub const COUNT: u32 = ALL.len() as u32;
@@ -49,6 +50,6 @@ mod tests {
     #[test]
     fn ids_index_names() {
         assert_eq!(super::ALL[super::PASS_NO_PORT as usize].0, "pass_no_port");
-        assert_eq!(super::COUNT, 31);
+        assert_eq!(super::COUNT, 32);
     }
 }

@@ -193,6 +193,13 @@ pub fn vxlan_vni(h: &[u8; VXLAN_LEN]) -> Option<u32> {
     Some(u32::from_be_bytes([0, h[4], h[5], h[6]]))
 }
 
+/// True for the IEEE 802.1D reserved group addresses (01:80:c2:00:00:00 to 0f), which
+/// bridges consume and never forward.
+#[inline(always)]
+pub fn is_link_local(mac: &[u8; 6]) -> bool {
+    mac[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && mac[5] & 0xf0 == 0
+}
+
 /// True for the ether types of a VLAN tag.
 #[inline(always)]
 pub const fn is_vlan(ethertype: u16) -> bool {
@@ -404,6 +411,13 @@ mod tests {
         fa[20] = 0x20; // more fragments: the ports are not ports
         fb[20] = 0x20;
         assert_eq!(ipv4_flow_hash(&fa), ipv4_flow_hash(&fb));
+    }
+
+    #[test]
+    fn link_local_group_addresses() {
+        assert!(is_link_local(&[0x01, 0x80, 0xc2, 0, 0, 0x0e]));
+        assert!(!is_link_local(&[0x01, 0x80, 0xc2, 0, 0, 0x10]));
+        assert!(!is_link_local(&[0x01, 0, 0x5e, 0, 0, 1]));
     }
 
     #[test]

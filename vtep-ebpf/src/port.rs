@@ -53,6 +53,9 @@ fn verdict(ctx: &TcContext) -> Verdict<i32> {
         }
     }
     if wire::is_multicast(&dst) {
+        if wire::is_link_local(&dst) {
+            return drop(counter::DROP_LINK_LOCAL);
+        }
         return flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_BUM);
     }
 

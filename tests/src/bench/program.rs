@@ -196,6 +196,12 @@ fn decapsulated(frame: &[u8]) -> Vec<u8> {
     frame[ENCAP_LEN..].to_vec()
 }
 
+const HANDOFF_LEN: usize = std::mem::size_of::<vtep_common::XdpHandoff>();
+
+fn handed_off(frame: &[u8]) -> Vec<u8> {
+    [&[0; HANDOFF_LEN][..], &frame[ENCAP_LEN..]].concat()
+}
+
 /// The outer headers as far as they are fixed: the MACs, TTL, TOS and source port come from
 /// the FIB, the configuration and the flow hash, so comparison starts at the UDP destination
 /// port, `ENCAP_COMPARE_FROM`.
@@ -298,18 +304,20 @@ impl Programs {
             expect: unchanged,
             compare_from: 0,
         };
-        let on_underlay = |prog, verdict, frame, expect| Probe {
+        let on_underlay = |prog, verdict, frame, expect, compare_from| Probe {
             prog,
             frame,
             ctx: None,
             verdict,
             expect,
-            compare_from: 0,
+            compare_from,
         };
-        let (decap, redirect, pass) = match program {
-            // On a veth underlay XDP decapsulates and hands the frame to TC to deliver.
-            Program::DecapXdp => (&self.decap_xdp, XDP_PASS, XDP_PASS),
-            _ => (&self.decap_tc, TC_ACT_REDIRECT, TC_ACT_OK),
+        type Expect = fn(&[u8]) -> Vec<u8>;
+        let (decap, redirect, pass, expect, from): (_, _, _, Expect, _) = match program {
+            // On a veth underlay XDP decapsulates and hands the frame to TC to deliver, the
+            // port in metadata in front (the run's ifindex: not compared).
+            Program::DecapXdp => (&self.decap_xdp, XDP_PASS, XDP_PASS, handed_off, HANDOFF_LEN),
+            _ => (&self.decap_tc, TC_ACT_REDIRECT, TC_ACT_OK, decapsulated, 0),
         };
         match program {
             Program::Encap => (
@@ -318,8 +326,8 @@ impl Programs {
             ),
             Program::ArpReply => (on_port(frames::arp_request(), arp_answered, 0), port_idle),
             Program::DecapTc | Program::DecapXdp => (
-                on_underlay(decap, redirect, frames::tunnelled_udp(), decapsulated),
-                on_underlay(decap, pass, frames::tunnelled_elsewhere(), unchanged),
+                on_underlay(decap, redirect, frames::tunnelled_udp(), expect, from),
+                on_underlay(decap, pass, frames::tunnelled_elsewhere(), unchanged, 0),
             ),
         }
     }
