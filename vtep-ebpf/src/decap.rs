@@ -1,11 +1,11 @@
-//! The underlay device: VXLAN decapsulation (TC ingress, optionally XDP in front of it) and
-//! the last hop of frames the port program sends through here for neighbour resolution.
+//! The underlay device: VXLAN decapsulation (TC ingress, optionally XDP in front of it);
+//! the TC program also finishes the port program's detours (`encap::reflected`).
 //!
 //! Only well-formed VXLAN for this VTEP, in a VNI with local ports, is taken; every other
 //! frame goes on to the host unchanged, so the host's own traffic never breaks. TC keeps the
 //! skb, so checksum-offload state and GSO super-packets from a veth underlay survive; XDP is
-//! faster on a NIC, but on veth it turns skbs into frames and drops CHECKSUM_PARTIAL, which
-//! breaks TCP from senders on the same machine.
+//! faster on a NIC, but on veth its redirect turns skbs into frames and drops
+//! CHECKSUM_PARTIAL, so there XDP decapsulates and hands the frame to TC to deliver.
 
 use aya_ebpf::{
     bindings::{
