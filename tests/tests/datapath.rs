@@ -413,19 +413,11 @@ fn frames_too_big_for_the_underlay_get_icmp_frag_needed_and_tcp_still_flows() ->
     assert_eq!(grown(&before, &counters(h1)?, &["decap"]), 0);
 
     // TCP finds the path MTU through the ICMP and completes.
-    let report = iperf::exchange(
-        &h1.container,
-        &h2.container,
-        &h2.container_ip,
-        &["-n", "4M"],
-    )?;
+    let report = iperf::exchange(&h1.container, &h2.container, &h2.container_ip, &["-t", "1"])?;
     let bytes = report["end"]["sum_received"]["bytes"]
         .as_f64()
         .context("received bytes")?;
-    assert!(
-        bytes >= 4.0 * 1024.0 * 1024.0,
-        "{bytes} bytes arrived: {report}"
-    );
+    assert!(bytes >= 1024.0 * 1024.0, "{bytes} bytes arrived in 1 s");
     Ok(())
 }
 
@@ -555,17 +547,14 @@ fn tcp_and_udp_cross(stack: Stack) -> Result<()> {
     let (h1, h2) = (bed.c1(), bed.c2());
     assert!(reachable(&h2.container, &h1.container_ip)?);
     let before = counters(h1)?;
-    let tcp = iperf::exchange(
-        &h2.container,
-        &h1.container,
-        &h1.container_ip,
-        &["-n", "20M"],
-    )?;
+    let tcp = iperf::exchange(&h2.container, &h1.container, &h1.container_ip, &["-t", "2"])?;
     let bytes = tcp["end"]["sum_received"]["bytes"]
         .as_f64()
         .context("TCP bytes")?;
-    // iperf3's receiver total can trail the sender's last segment by a few bytes.
-    assert!(bytes >= 19.0 * 1024.0 * 1024.0, "{bytes} TCP bytes arrived");
+    assert!(
+        bytes >= 10.0 * 1024.0 * 1024.0,
+        "{bytes} TCP bytes arrived in 2 s"
+    );
     let udp = iperf::exchange(
         &h2.container,
         &h1.container,

@@ -38,35 +38,38 @@ const ROOM_FLAGS: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64
     | BPF_F_ADJ_ROOM_ENCAP_L4_UDP as u64
     | BPF_F_ADJ_ROOM_ENCAP_L2_ETH as u64;
 
-/// The inner frame's Ethernet header with up to `MAX_VLAN_TAGS` tags pushed inside.
-const INNER_HEAD_MAX: usize = ETH_LEN + MAX_VLAN_TAGS * VLAN_LEN;
-
 /// What stays the same for every copy of one encapsulated frame.
 pub struct Tunnel {
-    inner_head: [u8; INNER_HEAD_MAX],
-    tags: usize,
+    inner_eth: [u8; ETH_LEN],
+    tags: vlan::Tags,
     inner_len: u16,
     src_port: u16,
     tos: u8,
     vni: u32,
 }
 
-/// Grows the frame by the outer headers (filled in later, per destination), taking its VLAN
-/// tags out of metadata to push them inside. Err is the drop counter.
+/// Grows the frame starting with `eth` by the outer headers (filled in later, per
+/// destination), taking its VLAN tags out of metadata to push them inside. Err is the drop
+/// counter.
 #[inline(always)]
-pub fn open(ctx: &TcContext, cfg: &Config, vni: u32) -> Result<Tunnel, u32> {
+pub fn open(ctx: &TcContext, cfg: &Config, vni: u32, eth: &[u8; ETH_LEN]) -> Result<Tunnel, u32> {
     let tags = vlan::take(ctx).ok_or(counter::DROP_VLAN)?;
-    // Read again: taking the tags moved the bytes.
-    let Some(&eth) = head::view::<{ ETH_LEN + 2 }>(ctx) else {
-        return Err(counter::DROP_MALFORMED);
+    let mut inner_eth = *eth;
+    if tags.n > 0 {
+        // Taking a QinQ frame's second tag out of its bytes moved its ether type.
+        inner_eth = *head::view::<ETH_LEN>(ctx).ok_or(counter::DROP_MALFORMED)?;
+    }
+    let ethertype = u16::from_be_bytes([inner_eth[12], inner_eth[13]]);
+    let dsfield = match head::view::<{ ETH_LEN + 2 }>(ctx) {
+        Some(h) => ecn::dsfield(ethertype, &[h[ETH_LEN], h[ETH_LEN + 1]]),
+        None => None,
     };
-    let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
-    let dsfield = ecn::dsfield(ethertype, &[eth[ETH_LEN], eth[ETH_LEN + 1]]);
     let dscp_from = match dsfield {
         Some(inner) if cfg.tos_inherit != 0 => inner,
         _ if cfg.tos_inherit != 0 => 0,
         _ => cfg.tos,
     };
+    let tos = ecn::encap_tos(dscp_from, dsfield.unwrap_or(0));
     let hash = flow_hash(ctx, ethertype == ETH_P_IP);
     let pushed = tags.n * VLAN_LEN;
     // A GSO super-packet can exceed what the 16-bit length fields hold; its outer lengths are
@@ -84,23 +87,12 @@ pub fn open(ctx: &TcContext, cfg: &Config, vni: u32) -> Result<Tunnel, u32> {
         // plain headroom in front of the whole frame loses nothing.
         return Err(counter::DROP_ENCAP_FAIL);
     }
-    // Destination and source MACs, the tags, then the frame's own ether type.
-    let mut inner_head = [0u8; INNER_HEAD_MAX];
-    inner_head[..12].copy_from_slice(&eth[..12]);
-    for (i, tag) in tags.tag.iter().enumerate().take(tags.n) {
-        if let Some(dst) = inner_head.get_mut(12 + i * VLAN_LEN..12 + (i + 1) * VLAN_LEN) {
-            dst.copy_from_slice(tag);
-        }
-    }
-    if let Some(dst) = inner_head.get_mut(12 + pushed..14 + pushed) {
-        dst.copy_from_slice(&eth[12..14]);
-    }
     Ok(Tunnel {
-        inner_head,
-        tags: tags.n,
+        inner_eth,
+        tags,
         inner_len,
         src_port: wire::src_port(hash, cfg.srcport_min, cfg.srcport_max),
-        tos: ecn::encap_tos(dscp_from, dsfield.unwrap_or(0)),
+        tos,
         vni,
     })
 }
@@ -145,28 +137,32 @@ pub fn address(
         inner_len: t.inner_len,
     };
     // One fixed-size write per tag count: the verifier needs constant bounds.
-    match t.tags {
-        0 => write_head::<{ ENCAP_LEN + ETH_LEN }>(ctx, &outer, &t.inner_head),
-        1 => write_head::<{ ENCAP_LEN + ETH_LEN + VLAN_LEN }>(ctx, &outer, &t.inner_head),
-        _ => write_head::<{ ENCAP_LEN + INNER_HEAD_MAX }>(ctx, &outer, &t.inner_head),
+    match t.tags.n {
+        0 => write_head::<{ ENCAP_LEN + ETH_LEN }>(ctx, &outer, t),
+        1 => write_head::<{ ENCAP_LEN + ETH_LEN + VLAN_LEN }>(ctx, &outer, t),
+        _ => write_head::<{ ENCAP_LEN + ETH_LEN + MAX_VLAN_TAGS * VLAN_LEN }>(ctx, &outer, t),
     }
 }
 
+/// Writes the outer headers, then the inner MACs, tags and ether type: the first `N` bytes.
 #[inline(always)]
-fn write_head<const N: usize>(
-    ctx: &TcContext,
-    outer: &wire::Outer,
-    inner: &[u8; INNER_HEAD_MAX],
-) -> bool {
-    let Some((o, rest)) =
+fn write_head<const N: usize>(ctx: &TcContext, outer: &wire::Outer, t: &Tunnel) -> bool {
+    let Some((o, inner)) =
         head::view_mut::<N>(ctx).and_then(|h| h.split_first_chunk_mut::<ENCAP_LEN>())
     else {
         return false;
     };
     wire::write_outer(o, outer);
-    match inner.get(..rest.len()) {
-        Some(src) => {
-            rest.copy_from_slice(src);
+    let Some((macs, rest)) = inner.split_first_chunk_mut::<12>() else {
+        return false;
+    };
+    macs.copy_from_slice(&t.inner_eth[..12]);
+    for (dst, tag) in rest.chunks_exact_mut(VLAN_LEN).zip(&t.tags.tag) {
+        dst.copy_from_slice(tag);
+    }
+    match rest.last_chunk_mut::<2>() {
+        Some(ty) => {
+            ty.copy_from_slice(&t.inner_eth[12..]);
             true
         }
         None => false,
@@ -230,7 +226,7 @@ pub fn unicast(
     let Some(hop) = next_hop(ctx, cfg, to.ip) else {
         return drop(counter::DROP_NO_ROUTE);
     };
-    let tunnel = match open(ctx, cfg, vni) {
+    let tunnel = match open(ctx, cfg, vni, eth) {
         Ok(t) => t,
         Err(reason) => return drop(reason),
     };

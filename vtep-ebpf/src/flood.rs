@@ -63,7 +63,7 @@ pub fn from_port(
         to_ports(ctx, ports, ifindex);
     }
     if let (Some(list), true) = (list, fits) {
-        remote(ctx, cfg, vni, list);
+        remote(ctx, cfg, vni, list, eth);
     }
     Verdict::new(TC_ACT_SHOT, counter::FLOOD)
 }
@@ -71,8 +71,8 @@ pub fn from_port(
 /// Encapsulates once; each copy only rewrites the outer headers and takes the detour
 /// through the underlay's ingress for its next hop.
 #[inline(always)]
-fn remote(ctx: &TcContext, cfg: &Config, vni: u32, list: &FloodList) {
-    let tunnel = match encap::open(ctx, cfg, vni) {
+fn remote(ctx: &TcContext, cfg: &Config, vni: u32, list: &FloodList, eth: &[u8; ETH_LEN]) {
+    let tunnel = match encap::open(ctx, cfg, vni, eth) {
         Ok(t) => t,
         // No remote copy can be made; the frame's verdict stays `flood` (local copies).
         Err(reason) => return count(reason),

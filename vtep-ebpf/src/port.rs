@@ -82,31 +82,44 @@ fn sends_as_itself(ctx: &TcContext, port: &Port, eth: &[u8; ETH_LEN]) -> bool {
     if eth[6..12] != port.mac {
         return false;
     }
-    let own_ip = |ip: &[u8]| ip == port.ipv4 || ip == [0; 4];
     // Read in packet memory, like the Ethernet header: this runs for every frame.
     let ty = u16::from_be_bytes([eth[12], eth[13]]);
-    let l3 = if is_vlan(ty) {
-        // Tags in the bytes (QinQ); one in metadata takes no room.
-        match vlan::network(ctx, eth) {
-            Some((off, ty)) if off == ETH_LEN + VLAN_LEN => {
-                head::view::<{ ETH_LEN + VLAN_LEN + 18 }>(ctx).map(|h| (ty, tail18(h)))
-            }
-            Some((_, ty)) => {
-                head::view::<{ ETH_LEN + 2 * VLAN_LEN + 18 }>(ctx).map(|h| (ty, tail18(h)))
-            }
-            None => return false,
-        }
-    } else if ty == ETH_P_IP || ty == ETH_P_ARP {
-        head::view::<{ ETH_LEN + 18 }>(ctx).map(|h| (ty, tail18(h)))
-    } else {
-        return true;
+    if !is_vlan(ty) {
+        return !names_sender(ty)
+            || head::view::<{ ETH_LEN + 18 }>(ctx)
+                .and_then(tail18)
+                .is_some_and(|l3| from_own_address(port, ty, l3));
+    }
+    // Tags in the bytes (QinQ); one in metadata takes no room.
+    let Some((off, ty)) = vlan::network(ctx, eth) else {
+        return false;
     };
-    match l3 {
-        Some((ETH_P_IP, Some(ip))) => own_ip(&ip[12..16]),
+    if !names_sender(ty) {
+        return true;
+    }
+    let l3 = if off == ETH_LEN + VLAN_LEN {
+        head::view::<{ ETH_LEN + VLAN_LEN + 18 }>(ctx).and_then(tail18)
+    } else {
+        head::view::<{ ETH_LEN + 2 * VLAN_LEN + 18 }>(ctx).and_then(tail18)
+    };
+    l3.is_some_and(|l3| from_own_address(port, ty, l3))
+}
+
+/// IPv4 and ARP name their sender; anti-spoofing checks those.
+#[inline(always)]
+fn names_sender(ethertype: u16) -> bool {
+    ethertype == ETH_P_IP || ethertype == ETH_P_ARP
+}
+
+/// Whether the IPv4 or ARP header whose first 18 bytes are `l3` comes from the port.
+#[inline(always)]
+fn from_own_address(port: &Port, ethertype: u16, l3: &[u8; 18]) -> bool {
+    let own_ip = |ip: [u8; 4]| ip == port.ipv4 || ip == [0; 4];
+    if ethertype == ETH_P_IP {
+        own_ip([l3[12], l3[13], l3[14], l3[15]])
+    } else {
         // Sender hardware address, then sender protocol address.
-        Some((ETH_P_ARP, Some(arp))) => arp[8..14] == port.mac && own_ip(&arp[14..18]),
-        Some((ETH_P_IP | ETH_P_ARP, None)) | None => false,
-        Some(_) => true,
+        l3[8..14] == port.mac && own_ip([l3[14], l3[15], l3[16], l3[17]])
     }
 }
 
