@@ -342,7 +342,7 @@ fn a_port_mtu_the_underlay_cannot_carry_is_refused_and_changes_nothing() -> Resu
 }
 
 #[test]
-fn frames_too_big_for_the_underlay_get_icmp_frag_needed_and_tcp_still_flows() -> Result<()> {
+fn frames_too_big_for_the_underlay_get_icmp_too_big_and_tcp_still_flows() -> Result<()> {
     let bed = Testbed::new(&unique_tag("mt"), [Stack::vtep(), Stack::vtep()])?;
     let (h1, h2) = (bed.c1(), bed.c2());
     for h in [h1, h2] {
@@ -354,6 +354,7 @@ fn frames_too_big_for_the_underlay_get_icmp_frag_needed_and_tcp_still_flows() ->
     assert!(out.status.success(), "{err}");
     assert!(err.contains("MTU 1400") && err.contains("1350"), "{err}");
     h2.vtep(&["up"])?;
+    assert!(reachable(&h1.container, &h2.container_ip)?);
 
     let before = counters(h1)?;
     let out = output(
@@ -379,7 +380,7 @@ fn frames_too_big_for_the_underlay_get_icmp_frag_needed_and_tcp_still_flows() ->
         text.contains("Frag needed and DF set (mtu = 1350)"),
         "{text:?}"
     );
-    assert_eq!(grown(&before, &counters(h1)?, &["icmp_frag_needed"]), 1);
+    assert_eq!(grown(&before, &counters(h1)?, &["icmp_too_big"]), 1);
     assert_eq!(grown(&before, &counters(h1)?, &["encap"]), 0);
     // The container's route now carries the path MTU.
     let route = in_ns(&h1.container, &["ip", "route", "get", &h2.container_ip])?;
@@ -388,6 +389,60 @@ fn frames_too_big_for_the_underlay_get_icmp_frag_needed_and_tcp_still_flows() ->
         ping(&h1.container, &h2.container_ip, 1)?,
         "small frames still pass"
     );
+
+    // IPv6: ICMPv6 "packet too big" with the same MTU (static neighbours: no flood list
+    // carries neighbour discovery here).
+    let ip6 = |h: &Host| format!("fd00::{}", h.container_ip.rsplit('.').next().unwrap_or("0"));
+    for (h, p) in [(h1, h2), (h2, h1)] {
+        let (c, addr) = (h.container.as_str(), format!("{}/64", ip6(h)));
+        run(
+            "ip",
+            &["-n", c, "-6", "addr", "add", &addr, "dev", "eth0", "nodad"],
+        )?;
+        run(
+            "ip",
+            &[
+                "-n",
+                c,
+                "-6",
+                "neigh",
+                "add",
+                &ip6(p),
+                "lladdr",
+                &p.mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ],
+        )?;
+    }
+    let before = counters(h1)?;
+    let out = output(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &h1.container,
+            "ping",
+            "-6",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-s",
+            "1400",
+            "-M",
+            "do",
+            &ip6(h2),
+        ],
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Packet too big") && text.contains("mtu=1350"),
+        "{text:?}"
+    );
+    assert_eq!(grown(&before, &counters(h1)?, &["icmp_too_big"]), 1);
 
     // Without DF: dropped and counted, never sent to be lost.
     let before = counters(h1)?;
@@ -444,7 +499,7 @@ const PORT_VERDICTS: &[&str] = &[
     "drop_encap_fail",
     "drop_not_ready",
     "drop_spoof",
-    "icmp_frag_needed",
+    "icmp_too_big",
     "drop_too_big",
     "drop_vlan",
     "drop_link_local",

@@ -36,8 +36,8 @@ counters! {
     DROP_UNKNOWN_PEER = 24, "drop_unknown_peer", "VXLAN from a VTEP outside the VNI's FDB and flood list (--strict-peers)";
     PASS_NOT_READY = 25, "pass_not_ready", "underlay frames seen before the tunnel was configured (left to the host)";
     FLOOD = 26, "flood", "broadcast, multicast and unknown-unicast frames from a port replicated (copies in flood_local and flood_remote)";
-    ICMP_FRAG_NEEDED = 27, "icmp_frag_needed", "IPv4 frames with DF too big for the underlay, answered with ICMP fragmentation needed";
-    DROP_TOO_BIG = 28, "drop_too_big", "frames too big for the underlay that get no ICMP (no DF, IPv6, not IP, or ICMP not allowed)";
+    ICMP_TOO_BIG = 27, "icmp_too_big", "frames too big for the underlay, answered with ICMP fragmentation needed (IPv4 with DF) or ICMPv6 packet too big";
+    DROP_TOO_BIG = 28, "drop_too_big", "frames too big for the underlay that get no ICMP (IPv4 without DF, not IP, or ICMP not allowed)";
     DROP_ECN = 29, "drop_ecn", "VXLAN frames marked CE outside around a Not-ECT inner packet (RFC 6040)";
     DROP_VLAN = 30, "drop_vlan", "frames from a port with more than two VLAN tags";
     DROP_LINK_LOCAL = 31, "drop_link_local", "IEEE 802.1D link-local frames (01:80:c2:00:00:0x: STP, LACP, LLDP), which a bridge never forwards";

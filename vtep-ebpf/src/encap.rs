@@ -206,7 +206,7 @@ enum NextHop {
 }
 
 /// Unicast from port `from` to one remote VTEP. The frame is encapsulated and handed to the
-/// underlay (`encap`), answered with ICMP when too big (`icmp_frag_needed`), or dropped
+/// underlay (`encap`), answered with ICMP when too big (`icmp_too_big`), or dropped
 /// with the reason; the caller counts the verdict.
 #[inline(always)]
 pub fn unicast(
@@ -217,10 +217,7 @@ pub fn unicast(
     from: u32,
     eth: &[u8; ETH_LEN],
 ) -> Verdict<i32> {
-    let (Some(tags), Some(l3)) = (vlan::count(ctx, eth), vlan::network(ctx, eth)) else {
-        return drop(counter::DROP_VLAN);
-    };
-    if let Some(limit) = mtu::exceeded(ctx, cfg, tags, l3) {
+    if let Some(limit) = mtu::exceeded(ctx, cfg, eth) {
         return mtu::answer(ctx, from, eth, limit);
     }
     let Some(hop) = next_hop(ctx, cfg, to.ip) else {

@@ -12,7 +12,6 @@ use crate::{
     maps::{FLOOD, VNI_PORTS},
     mtu,
     stats::{count, drop, Verdict},
-    vlan,
 };
 
 /// Copies of the (still unencapsulated) frame to the VNI's local ports but `except`.
@@ -52,10 +51,7 @@ pub fn from_port(
     if ports.is_none() && list.is_none() {
         return drop(reason);
     }
-    let fits = match (vlan::count(ctx, eth), vlan::network(ctx, eth)) {
-        (Some(tags), Some(l3)) => mtu::exceeded(ctx, cfg, tags, l3).is_none(),
-        _ => false,
-    };
+    let fits = mtu::exceeded(ctx, cfg, eth).is_none();
     if ports.is_none() && !fits {
         return drop(counter::DROP_TOO_BIG);
     }
