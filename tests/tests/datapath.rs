@@ -1,6 +1,7 @@
 //! Frame-by-frame parity with the kernel's vxlan device and bridge: VLAN tags, ECN (RFC
-//! 6040), the MTU with ICMP "fragmentation needed", and counters that add up. Each case is
-//! checked against a kernel vxlan peer where the kernel has something to compare.
+//! 6040), the MTU with ICMP "fragmentation needed" and ICMPv6 "packet too big", counters
+//! that add up, and TCP and UDP through XDP decap on veth. Each case is checked against a
+//! kernel vxlan peer where the kernel has something to compare.
 
 use anyhow::{Context, Result};
 use serde_json::Value;
