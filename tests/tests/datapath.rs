@@ -10,7 +10,7 @@ use vtep_testbed::{
     cmd::{in_ns, output, run, vtep_output},
     inject, iperf,
     netns::unique_tag,
-    ping, Host, Stack, Testbed,
+    ping, scenario, Host, Stack, Testbed,
 };
 
 const ECT_0: u8 = 2;
@@ -158,6 +158,49 @@ fn tagged_frames_carry_their_tag_inside_the_tunnel_both_ways_with_a_kernel_peer(
 #[test]
 fn qinq_frames_carry_both_tags_inside_the_tunnel_both_ways_with_a_kernel_peer() -> Result<()> {
     vlan_case(&[[0x88, 0xa8, 0, 200], [0x81, 0x00, 0x01, 0x2c]])
+}
+
+#[test]
+fn tagged_broadcasts_flood_with_their_tags_inside_both_ways_with_a_kernel_peer() -> Result<()> {
+    // Flood lists and learning only, on both sides: broadcasts take the replication paths.
+    let bed = Testbed::underlay(&unique_tag("vf"), vec![Stack::vtep(), Stack::Kernel])?;
+    let (h1, h2) = (&bed.hosts[0], &bed.hosts[1]);
+    h1.port(&h1.container, &h1.mac, &h1.container_ip, 42)?;
+    h1.vtep(&[
+        "fdb",
+        "append",
+        "00:00:00:00:00:00",
+        "dst",
+        &h2.ip,
+        "vni",
+        "42",
+    ])?;
+    scenario::classic_flooding(h2, &[h1])?;
+    assert!(reachable(&h1.container, &h2.container_ip)?);
+    let tags = [[0x88, 0xa8, 0, 200], [0x81, 0x00, 0, 100]];
+    let broadcast = |from: &Host, id: u8| {
+        let mut f = inject::junk_frame([0xff; 6], mac(&from.mac), &[id; 46]);
+        f = inject::tagged(&f, &tags[..usize::from(id % 2) + 1]);
+        f
+    };
+    let at_c1 = Capture::start(&h1.container, "eth0", "")?;
+    let at_c2 = Capture::start(&h2.container, "eth0", "")?;
+    let from_vtep: Vec<Vec<u8>> = (1..=2).map(|id| broadcast(h1, id)).collect();
+    let from_kernel: Vec<Vec<u8>> = (3..=4).map(|id| broadcast(h2, id)).collect();
+    inject::send_frames(&h1.container, "eth0", from_vtep.clone())?;
+    inject::send_frames(&h2.container, "eth0", from_kernel.clone())?;
+    assert!(reachable(&h1.container, &h2.container_ip)?);
+    assert!(reachable(&h2.container, &h1.container_ip)?);
+    let arrived = |frames: Vec<Vec<u8>>, from: &Host| -> Vec<Vec<u8>> {
+        frames
+            .into_iter()
+            .filter(|f| f.len() > 12 && f[..6] == [0xff; 6] && f[6..12] == mac(&from.mac))
+            .filter(|f| f[12..14] == [0x88, 0xa8])
+            .collect()
+    };
+    assert_eq!(arrived(at_c2.stop()?, h1), from_vtep, "vtep -> kernel");
+    assert_eq!(arrived(at_c1.stop()?, h2), from_kernel, "kernel -> vtep");
+    Ok(())
 }
 
 #[test]
