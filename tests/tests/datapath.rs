@@ -40,6 +40,18 @@ fn grown(before: &Value, after: &Value, names: &[&str]) -> u64 {
         .sum()
 }
 
+/// One big ping (`-s 1400`) from `ns` to `dst` with path MTU discovery `pmtudisc` (`do`,
+/// `dont`) and `extra` arguments (`-6`); what ping printed, replies and errors alike.
+fn big_ping(ns: &str, dst: &str, pmtudisc: &str, extra: &[&str]) -> Result<String> {
+    let mut args = vec![
+        "netns", "exec", ns, "ping", "-c", "1", "-W", "2", "-s", "1400",
+    ];
+    args.extend_from_slice(&["-M", pmtudisc]);
+    args.extend_from_slice(extra);
+    args.push(dst);
+    Ok(String::from_utf8_lossy(&output("ip", &args)?.stdout).into_owned())
+}
+
 /// Pings until one reply comes back (five tries): a fresh path's first frames can be lost
 /// outside vtep (the host-wide neighbour table of a busy test machine overflows).
 fn reachable(ns: &str, dst: &str) -> Result<bool> {
@@ -163,19 +175,8 @@ fn qinq_frames_carry_both_tags_inside_the_tunnel_both_ways_with_a_kernel_peer() 
 #[test]
 fn tagged_broadcasts_flood_with_their_tags_inside_both_ways_with_a_kernel_peer() -> Result<()> {
     // Flood lists and learning only, on both sides: broadcasts take the replication paths.
-    let bed = Testbed::underlay(&unique_tag("vf"), vec![Stack::vtep(), Stack::Kernel])?;
+    let bed = scenario::flooding_with_kernel(&unique_tag("vf"))?;
     let (h1, h2) = (&bed.hosts[0], &bed.hosts[1]);
-    h1.port(&h1.container, &h1.mac, &h1.container_ip, 42)?;
-    h1.vtep(&[
-        "fdb",
-        "append",
-        "00:00:00:00:00:00",
-        "dst",
-        &h2.ip,
-        "vni",
-        "42",
-    ])?;
-    scenario::classic_flooding(h2, &[h1])?;
     assert!(reachable(&h1.container, &h2.container_ip)?);
     let tags = [[0x88, 0xa8, 0, 200], [0x81, 0x00, 0, 100]];
     let broadcast = |from: &Host, id: u8| {
@@ -401,25 +402,7 @@ fn frames_too_big_for_the_underlay_get_icmp_too_big_and_tcp_still_flows() -> Res
     assert!(reachable(&h1.container, &h2.container_ip)?);
 
     let before = counters(h1)?;
-    let out = output(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &h1.container,
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-s",
-            "1400",
-            "-M",
-            "do",
-            &h2.container_ip,
-        ],
-    )?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = big_ping(&h1.container, &h2.container_ip, "do", &[])?;
     assert!(
         text.contains("Frag needed and DF set (mtu = 1350)"),
         "{text:?}"
@@ -462,26 +445,7 @@ fn frames_too_big_for_the_underlay_get_icmp_too_big_and_tcp_still_flows() -> Res
         )?;
     }
     let before = counters(h1)?;
-    let out = output(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &h1.container,
-            "ping",
-            "-6",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-s",
-            "1400",
-            "-M",
-            "do",
-            &ip6(h2),
-        ],
-    )?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = big_ping(&h1.container, &ip6(h2), "do", &["-6"])?;
     assert!(
         text.contains("Packet too big") && text.contains("mtu=1350"),
         "{text:?}"
@@ -490,24 +454,7 @@ fn frames_too_big_for_the_underlay_get_icmp_too_big_and_tcp_still_flows() -> Res
 
     // Without DF: dropped and counted, never sent to be lost.
     let before = counters(h1)?;
-    let _ = output(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &h2.container,
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "1",
-            "-s",
-            "1400",
-            "-M",
-            "dont",
-            &h1.container_ip,
-        ],
-    )?;
+    big_ping(&h2.container, &h1.container_ip, "dont", &[])?;
     assert!(counter(h2, "drop_too_big")? >= 1);
     assert_eq!(grown(&before, &counters(h1)?, &["decap"]), 0);
 
