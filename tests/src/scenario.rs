@@ -303,6 +303,25 @@ pub fn classic_flooding(h: &Host, peers: &[&Host]) -> Result<()> {
     Ok(())
 }
 
+/// Host 1 on vtep and host 2 on the classic bridge + kernel vxlan, one container each,
+/// knowing each other only through flood lists and learning (no static entries).
+pub fn flooding_with_kernel(tag: &str) -> Result<Testbed> {
+    let bed = Testbed::underlay(tag, vec![Stack::vtep(), Stack::Kernel])?;
+    let (h1, h2) = (&bed.hosts[0], &bed.hosts[1]);
+    h1.port(&h1.container, &h1.mac, &h1.container_ip, 42)?;
+    h1.vtep(&[
+        "fdb",
+        "append",
+        "00:00:00:00:00:00",
+        "dst",
+        &h2.ip,
+        "vni",
+        VNI,
+    ])?;
+    classic_flooding(h2, &[h1])?;
+    Ok(bed)
+}
+
 /// Container, veth, bridge and vxlan device (with `vxlan_opts`) of a classic host.
 fn classic_devices(h: &Host, vxlan_opts: &[&str]) -> Result<()> {
     let (host, c) = (h.ns.as_str(), h.container.as_str());

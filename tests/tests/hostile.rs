@@ -10,13 +10,13 @@ use proptest::{
     prelude::*,
     test_runner::{Config, TestCaseError, TestRunner},
 };
-use vtep_testbed::{cmd::run, netns, netns::unique_tag, Stack, Testbed};
+use vtep_testbed::{cmd::run, inject, netns, netns::unique_tag, Stack, Testbed};
 
 const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
+const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
-const XDP_REDIRECT: u32 = 4;
 
 const LOCAL_IP: [u8; 4] = [192, 168, 104, 2];
 const M1: [u8; 6] = [2, 0x42, 0xc0, 0xa8, 0, 2];
@@ -33,6 +33,8 @@ enum Expect {
     Deliver(Vec<u8>),
     /// Broadcast or multicast in a VNI with local ports: flooded to them.
     Flood,
+    /// Outer CE around a Not-ECT inner packet (RFC 6040): dropped.
+    Drop,
 }
 
 fn checksum_ok(ip: &[u8]) -> bool {
@@ -81,10 +83,42 @@ fn model(f: &[u8]) -> Expect {
         };
     }
     if PORTS.contains(&(vni, dst)) {
-        Expect::Deliver(f[50..14 + tot].to_vec())
+        ecn(f[15], f[50..14 + tot].to_vec()).map_or(Expect::Drop, Expect::Deliver)
     } else {
         Expect::Pass
     }
+}
+
+/// RFC 6040 (normal mode, with its ECT(1) update) on the inner frame of an accepted VXLAN
+/// frame whose outer TOS is `outer`: None when it must be dropped. Only IPv4 and IPv6
+/// right after the inner Ethernet header carry ECN.
+fn ecn(outer: u8, mut inner: Vec<u8>) -> Option<Vec<u8>> {
+    let ty = u16::from_be_bytes([inner[12], inner[13]]);
+    let (byte, shift) = match ty {
+        0x0800 => (15, 0),
+        0x86dd => (15, 4),
+        _ => return Some(inner),
+    };
+    let old = (inner[byte] >> shift) & 3;
+    let new = match (outer & 3, old) {
+        (3, 0) => return None,
+        (3, 1 | 2) => 3,
+        (1, 2) => 1,
+        _ => old,
+    };
+    let word = |f: &[u8]| u16::from_be_bytes([f[14], f[15]]);
+    let before = word(&inner);
+    inner[byte] = (inner[byte] & !(3 << shift)) | (new << shift);
+    if ty == 0x0800 && new != old {
+        // RFC 1624: HC' = ~(~HC + ~m + m').
+        let hc = u16::from_be_bytes([inner[24], inner[25]]);
+        let mut sum = u32::from(!hc) + u32::from(!before) + u32::from(word(&inner));
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        inner[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    }
+    Some(inner)
 }
 
 /// A valid VXLAN frame from 192.168.104.3 to this VTEP.
@@ -98,14 +132,8 @@ fn vxlan(vni: u32, dst: [u8; 6], payload: &[u8]) -> Vec<u8> {
     let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 168, 104, 3];
     ip[2..4].copy_from_slice(&tot.to_be_bytes());
     ip.extend_from_slice(&LOCAL_IP);
-    let mut sum: u32 = ip
-        .chunks(2)
-        .map(|w| u16::from_be_bytes([w[0], w[1]]) as u32)
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let sum = inject::checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(&50000u16.to_be_bytes());
     f.extend_from_slice(&4789u16.to_be_bytes());
@@ -130,6 +158,10 @@ enum Mutation {
     ReservedVni(u8),
     InnerTooShort,
     VlanTag,
+    /// A VLAN tag inside the inner frame, lengths and checksum kept valid.
+    InnerVlanTag,
+    /// Outer and inner ECN fields (outer checksum kept valid).
+    Ecn(u8, u8),
     Ipv6,
     EtherType(u16),
     Padding(usize),
@@ -148,6 +180,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         1 => Just(Mutation::InnerTooShort),
         1 => Just(Mutation::VlanTag),
         1 => Just(Mutation::Ipv6),
+        1 => Just(Mutation::InnerVlanTag),
+        3 => (0u8..4, 0u8..4).prop_map(|(o, i)| Mutation::Ecn(o, i)),
         1 => any::<u16>().prop_map(Mutation::EtherType),
         1 => (1usize..20).prop_map(Mutation::Padding),
     ]
@@ -175,11 +209,32 @@ fn apply(mut f: Vec<u8>, m: &Mutation) -> Vec<u8> {
         Mutation::VlanTag => {
             f.splice(12..12, [0x81, 0x00, 0x00, 0x2a]);
         }
+        Mutation::InnerVlanTag => {
+            f.splice(62..62, [0x81, 0x00, 0x00, 0x2a]);
+            grow_outer(&mut f, 4);
+        }
+        Mutation::Ecn(outer, inner) => {
+            f[15] = (f[15] & !3) | outer;
+            if let Some(tos) = f.get_mut(65) {
+                *tos = (*tos & !3) | inner;
+            }
+            grow_outer(&mut f, 0);
+        }
         Mutation::Ipv6 => f[12..14].copy_from_slice(&[0x86, 0xdd]),
         Mutation::EtherType(t) => f[12..14].copy_from_slice(&t.to_be_bytes()),
         Mutation::Padding(n) => f.extend(std::iter::repeat_n(0u8, n)),
     }
     f
+}
+
+/// Adds `n` to the outer IPv4 and UDP lengths and recomputes the outer IPv4 checksum.
+fn grow_outer(f: &mut [u8], n: u16) {
+    let tot = u16::from_be_bytes([f[16], f[17]]) + n;
+    f[16..18].copy_from_slice(&tot.to_be_bytes());
+    f[38..40].copy_from_slice(&(tot - 20).to_be_bytes());
+    f[24..26].copy_from_slice(&[0, 0]);
+    let sum = inject::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
 }
 
 fn frames() -> impl Strategy<Value = Vec<u8>> {
@@ -324,14 +379,19 @@ fn hostile_frames_on_the_underlay_never_reach_the_wrong_place() -> Result<()> {
                 TC_ACT_SHOT,
                 "TC floods (copies) and consumes it"
             ),
+            Expect::Drop => prop_assert_eq!(tc_verdict, TC_ACT_SHOT, "TC must drop it"),
         }
         let (xdp_verdict, xdp_out) =
             run_xdp(&xdp, &frame).map_err(|e| TestCaseError::fail(format!("XDP: {e:#}")))?;
         match &expect {
+            // On a veth underlay XDP decapsulates and hands the frame to TC to deliver, the
+            // port in 8 bytes of metadata (which BPF_PROG_TEST_RUN returns in front).
             Expect::Deliver(inner) => {
-                prop_assert_eq!(xdp_verdict, XDP_REDIRECT, "XDP must deliver it");
-                prop_assert_eq!(&xdp_out, inner, "XDP delivered other bytes");
+                prop_assert_eq!(xdp_verdict, XDP_PASS, "XDP must decapsulate it");
+                prop_assert_eq!(&xdp_out[..4], b"dxtv", "XDP left no hand-off");
+                prop_assert_eq!(&xdp_out[8..], &inner[..], "XDP decapsulated other bytes");
             }
+            Expect::Drop => prop_assert_eq!(xdp_verdict, XDP_DROP, "XDP must drop it"),
             _ => {
                 prop_assert_eq!(xdp_verdict, XDP_PASS, "XDP must pass it on");
                 prop_assert_eq!(&xdp_out, &frame, "XDP changed a frame it passed");

@@ -15,7 +15,7 @@ use vtep_testbed::{
     monitor::Monitor,
     netns::unique_tag,
     ping,
-    scenario::classic_flooding,
+    scenario::flooding_with_kernel,
     Host, Stack, Testbed,
 };
 
@@ -283,19 +283,8 @@ fn two_containers_on_one_host_talk_without_touching_eth1() -> Result<()> {
 
 #[test]
 fn floods_and_learns_with_a_kernel_vxlan_peer() -> Result<()> {
-    let bed = Testbed::underlay(&unique_tag("kf"), vec![Stack::vtep(), Stack::Kernel])?;
+    let bed = flooding_with_kernel(&unique_tag("kf"))?;
     let (h1, h2) = (&bed.hosts[0], &bed.hosts[1]);
-    h1.port(&h1.container, &h1.mac, &h1.container_ip, 42)?;
-    h1.vtep(&[
-        "fdb",
-        "append",
-        "00:00:00:00:00:00",
-        "dst",
-        &h2.ip,
-        "vni",
-        "42",
-    ])?;
-    classic_flooding(h2, &[h1])?;
     assert!(ping(&h1.container, &h2.container_ip, 2)?, "vtep -> kernel");
     assert!(ping(&h2.container, &h1.container_ip, 2)?, "kernel -> vtep");
     assert_eq!(

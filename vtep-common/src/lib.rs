@@ -6,11 +6,13 @@
 #![no_std]
 
 pub mod counter;
+pub mod ecn;
+pub mod icmp;
 pub mod wire;
 
 /// Bumped whenever a map's key or value layout changes; the pin directory carries it so a
 /// new loader never reuses maps pinned by an older one.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// skb mark of an encapsulated frame sent through the underlay's ingress so the kernel
 /// re-derives its protocol (IPv4) before `bpf_redirect_neigh` resolves the next hop.
@@ -95,17 +97,37 @@ pub struct Config {
     /// Where VXLAN is decapsulated: `DECAP_TC`, `DECAP_XDP_NATIVE` or `DECAP_XDP_GENERIC`.
     /// Read only by the loader, so a later `vtep up` keeps it.
     pub decap: u8,
-    pub _pad: u8,
+    /// Non-zero: XDP decapsulates, then passes the frame on to TC with its port in the XDP
+    /// metadata (`XdpHandoff`) instead of redirecting it. On veth, XDP_REDIRECT turns the skb
+    /// into a bare frame and loses its checksum state (TCP and UDP from the same machine
+    /// fail); XDP_PASS keeps the skb.
+    pub xdp_handoff: u8,
     /// Learned FDB entries older than this are ignored and removed.
     pub ageing_ns: u64,
     /// Name of the underlay device, NUL padded: a device re-created under this name is
     /// attached again by `vtep up`. Read only by the loader.
     pub underlay_name: [u8; IFNAME_MAX],
+    /// MTU of the underlay device when `vtep up` last ran: a frame whose outer packet
+    /// would exceed it is answered with ICMP or dropped, never sent to be lost.
+    pub underlay_mtu: u32,
+    pub _pad2: u32,
 }
 
 pub const DECAP_TC: u8 = 0;
 pub const DECAP_XDP_NATIVE: u8 = 1;
 pub const DECAP_XDP_GENERIC: u8 = 2;
+
+/// What XDP leaves in front of a frame it decapsulated for TC to deliver (`xdp_handoff`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpHandoff {
+    /// `XDP_HANDOFF_MAGIC`: metadata anything else left is never mistaken for ours.
+    pub magic: u32,
+    /// Host-side ifindex of the port to deliver to.
+    pub port: u32,
+}
+
+pub const XDP_HANDOFF_MAGIC: u32 = 0x7674_7864;
 
 /// A MAC address inside one VNI: the key of the FDB and of the local-port table.
 #[repr(C)]
@@ -274,7 +296,7 @@ mod tests {
     fn map_types_have_no_implicit_padding() {
         assert_eq!(
             size_of::<Config>(),
-            4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 8 + IFNAME_MAX
+            4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 8 + IFNAME_MAX + 4 + 4
         );
         assert_eq!(size_of::<Remote>(), 8);
         assert_eq!(size_of::<VniLists>(), 8);

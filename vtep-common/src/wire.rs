@@ -16,6 +16,13 @@ pub const ARP_FRAME_LEN: usize = ETH_LEN + 28;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
 pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+/// One 802.1Q/802.1ad tag: TPID and TCI.
+pub const VLAN_LEN: usize = 4;
+/// Tags a frame from a port may carry (QinQ); deeper stacks are dropped.
+pub const MAX_VLAN_TAGS: usize = 2;
+pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_UDP: u8 = 17;
 pub const VXLAN_PORT: u16 = 4789;
 /// The I flag: the VNI field is valid. All other flag bits are reserved.
@@ -169,7 +176,7 @@ fn ip_words(ip: [u8; 4]) -> [u16; 2] {
 
 /// The Internet checksum of 16-bit words.
 #[inline(always)]
-fn fold(words: impl Iterator<Item = u16>) -> u16 {
+pub(crate) fn fold(words: impl Iterator<Item = u16>) -> u16 {
     let mut sum: u32 = words.map(u32::from).sum();
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
@@ -184,6 +191,19 @@ pub fn vxlan_vni(h: &[u8; VXLAN_LEN]) -> Option<u32> {
         return None;
     }
     Some(u32::from_be_bytes([0, h[4], h[5], h[6]]))
+}
+
+/// True for the IEEE 802.1D reserved group addresses (01:80:c2:00:00:00 to 0f), which
+/// bridges consume and never forward.
+#[inline(always)]
+pub fn is_link_local(mac: &[u8; 6]) -> bool {
+    mac[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && mac[5] & 0xf0 == 0
+}
+
+/// True for the ether types of a VLAN tag.
+#[inline(always)]
+pub const fn is_vlan(ethertype: u16) -> bool {
+    ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD
 }
 
 /// Outer headers plus the inner Ethernet header: the least a decapsulable frame holds.
@@ -391,6 +411,13 @@ mod tests {
         fa[20] = 0x20; // more fragments: the ports are not ports
         fb[20] = 0x20;
         assert_eq!(ipv4_flow_hash(&fa), ipv4_flow_hash(&fb));
+    }
+
+    #[test]
+    fn link_local_group_addresses() {
+        assert!(is_link_local(&[0x01, 0x80, 0xc2, 0, 0, 0x0e]));
+        assert!(!is_link_local(&[0x01, 0x80, 0xc2, 0, 0, 0x10]));
+        assert!(!is_link_local(&[0x01, 0, 0x5e, 0, 0, 1]));
     }
 
     #[test]

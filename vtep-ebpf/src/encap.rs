@@ -1,6 +1,6 @@
 //! VXLAN encapsulation of a container's frame towards remote VTEPs (RFC 7348).
 
-use core::{ffi::c_void, mem};
+use core::{ffi::c_void, mem, ptr};
 
 use aya_ebpf::{
     bindings::{
@@ -16,61 +16,80 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use vtep_common::{
-    counter,
-    wire::{self, ENCAP_LEN, ENCAP_ROOM, ETH_LEN, ETH_P_IP, ETH_P_IPV6},
+    counter, ecn,
+    wire::{self, ENCAP_LEN, ENCAP_ROOM, ETH_LEN, ETH_P_IP, ETH_P_IPV6, MAX_VLAN_TAGS, VLAN_LEN},
     Config, Remote, REFLECT_MARK,
 };
 
-use crate::{head, port::drop, stats::count};
+use crate::{
+    head, mtu,
+    stats::{count, drop, redirected, Verdict},
+    vlan,
+};
 
 const AF_INET: u8 = 2;
 
 /// Keeps GSO/TSO intact: the kernel marks the skb as UDP-tunnelled Ethernet and segments it
 /// (inner TCP included) only at the last moment, exactly as for its own vxlan device. The
-/// inner MAC header length is 14: with 22 the segments come out corrupt.
+/// inner MAC header length (added per frame) is 14 plus its VLAN tags: the kernel's
+/// segmentation finds the inner network header by it, so any other value corrupts segments.
 const ROOM_FLAGS: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64
     | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 as u64
     | BPF_F_ADJ_ROOM_ENCAP_L4_UDP as u64
-    | BPF_F_ADJ_ROOM_ENCAP_L2_ETH as u64
-    | ((ETH_LEN as u64) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT);
+    | BPF_F_ADJ_ROOM_ENCAP_L2_ETH as u64;
 
 /// What stays the same for every copy of one encapsulated frame.
 pub struct Tunnel {
     inner_eth: [u8; ETH_LEN],
+    tags: vlan::Tags,
     inner_len: u16,
     src_port: u16,
     tos: u8,
     vni: u32,
 }
 
-/// Grows the frame by the outer headers (filled in later, per destination).
+/// Grows the frame starting with `eth` by the outer headers (filled in later, per
+/// destination), taking its VLAN tags out of metadata to push them inside. Err is the drop
+/// counter.
 #[inline(always)]
-pub fn open(ctx: &TcContext, cfg: &Config, vni: u32, inner_eth: &[u8; ETH_LEN]) -> Option<Tunnel> {
-    let inner_ipv4 = u16::from_be_bytes([inner_eth[12], inner_eth[13]]) == ETH_P_IP;
-    let hash = flow_hash(ctx, inner_ipv4);
-    // Only an inheriting tunnel pays for reading the inner TOS.
-    let inherited = if cfg.tos_inherit != 0 && inner_ipv4 {
-        ctx.load::<u8>(ETH_LEN + 1).ok()
-    } else {
-        None
+pub fn open(ctx: &TcContext, cfg: &Config, vni: u32, eth: &[u8; ETH_LEN]) -> Result<Tunnel, u32> {
+    let tags = vlan::take(ctx).ok_or(counter::DROP_VLAN)?;
+    let mut inner_eth = *eth;
+    if tags.n > 0 {
+        // Taking a QinQ frame's second tag out of its bytes moved its ether type.
+        inner_eth = *head::view::<ETH_LEN>(ctx).ok_or(counter::DROP_MALFORMED)?;
+    }
+    let ethertype = u16::from_be_bytes([inner_eth[12], inner_eth[13]]);
+    let dsfield = match head::view::<{ ETH_LEN + 2 }>(ctx) {
+        Some(h) => ecn::dsfield(ethertype, &[h[ETH_LEN], h[ETH_LEN + 1]]),
+        None => None,
     };
-    let tos = inherited.unwrap_or(cfg.tos);
+    let dscp_from = match dsfield {
+        Some(inner) if cfg.tos_inherit != 0 => inner,
+        _ if cfg.tos_inherit != 0 => 0,
+        _ => cfg.tos,
+    };
+    let tos = ecn::encap_tos(dscp_from, dsfield.unwrap_or(0));
+    let hash = flow_hash(ctx, ethertype == ETH_P_IP);
+    let pushed = tags.n * VLAN_LEN;
     // A GSO super-packet can exceed what the 16-bit length fields hold; its outer lengths are
     // only a template the kernel rewrites per segment, so saturate rather than wrap.
-    let inner_len = ctx
-        .len()
-        .min(u16::MAX as u32 - (ENCAP_LEN - ETH_LEN) as u32) as u16;
+    let inner_len =
+        (ctx.len() + pushed as u32).min(u16::MAX as u32 - (ENCAP_LEN - ETH_LEN) as u32) as u16;
+    let room = (ENCAP_ROOM + pushed) as u32;
     let proto = ctx.skb.protocol();
     if proto == ETH_P_IP.to_be() as u32 || proto == ETH_P_IPV6.to_be() as u32 {
-        ctx.adjust_room(ENCAP_ROOM as i32, BPF_ADJ_ROOM_MAC, ROOM_FLAGS)
-            .ok()?;
-    } else if unsafe { bpf_skb_change_head(ctx.skb.skb, ENCAP_LEN as u32, 0) } != 0 {
+        let l2 = ((ETH_LEN + pushed) as u64) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT;
+        ctx.adjust_room(room as i32, BPF_ADJ_ROOM_MAC, ROOM_FLAGS | l2)
+            .map_err(|_| counter::DROP_ENCAP_FAIL)?;
+    } else if unsafe { bpf_skb_change_head(ctx.skb.skb, room, 0) } != 0 {
         // adjust_room takes only IP skbs; other frames (ARP) are never GSO, so pushing
         // plain headroom in front of the whole frame loses nothing.
-        return None;
+        return Err(counter::DROP_ENCAP_FAIL);
     }
-    Some(Tunnel {
-        inner_eth: *inner_eth,
+    Ok(Tunnel {
+        inner_eth,
+        tags,
         inner_len,
         src_port: wire::src_port(hash, cfg.srcport_min, cfg.srcport_max),
         tos,
@@ -95,8 +114,8 @@ fn flow_hash(ctx: &TcContext, inner_ipv4: bool) -> u32 {
     unsafe { bpf_get_hash_recalc(ctx.skb.skb) }
 }
 
-/// Writes the outer headers towards `remote_ip:port` (and the inner Ethernet header, which
-/// the growth displaced).
+/// Writes the outer headers towards `remote_ip:port` and the inner Ethernet header with
+/// its tags (which the growth displaced).
 #[inline(always)]
 pub fn address(
     ctx: &TcContext,
@@ -105,39 +124,73 @@ pub fn address(
     to: &Remote,
     macs: ([u8; 6], [u8; 6]),
 ) -> bool {
-    let Some((outer, inner)) = head::view_mut::<{ ENCAP_LEN + ETH_LEN }>(ctx)
-        .and_then(|h| h.split_first_chunk_mut::<ENCAP_LEN>())
+    let outer = wire::Outer {
+        dst_mac: macs.0,
+        src_mac: macs.1,
+        src_ip: cfg.local_ip,
+        dst_ip: to.ip,
+        src_port: t.src_port,
+        dst_port: to.port,
+        vni: t.vni,
+        ttl: cfg.ttl,
+        tos: t.tos,
+        inner_len: t.inner_len,
+    };
+    // One fixed-size write per tag count: the verifier needs constant bounds.
+    match t.tags.n {
+        0 => write_head::<{ ENCAP_LEN + ETH_LEN }>(ctx, &outer, t),
+        1 => write_head::<{ ENCAP_LEN + ETH_LEN + VLAN_LEN }>(ctx, &outer, t),
+        _ => write_head::<{ ENCAP_LEN + ETH_LEN + MAX_VLAN_TAGS * VLAN_LEN }>(ctx, &outer, t),
+    }
+}
+
+/// Writes the outer headers, then the inner MACs, tags and ether type: the first `N` bytes.
+#[inline(always)]
+fn write_head<const N: usize>(ctx: &TcContext, outer: &wire::Outer, t: &Tunnel) -> bool {
+    let Some((o, inner)) =
+        head::view_mut::<N>(ctx).and_then(|h| h.split_first_chunk_mut::<ENCAP_LEN>())
     else {
         return false;
     };
-    wire::write_outer(
-        outer,
-        &wire::Outer {
-            dst_mac: macs.0,
-            src_mac: macs.1,
-            src_ip: cfg.local_ip,
-            dst_ip: to.ip,
-            src_port: t.src_port,
-            dst_port: to.port,
-            vni: t.vni,
-            ttl: cfg.ttl,
-            tos: t.tos,
-            inner_len: t.inner_len,
-        },
-    );
-    inner.copy_from_slice(&t.inner_eth);
-    true
+    wire::write_outer(o, outer);
+    let Some((macs, rest)) = inner.split_first_chunk_mut::<12>() else {
+        return false;
+    };
+    macs.copy_from_slice(&t.inner_eth[..12]);
+    for (dst, tag) in rest.chunks_exact_mut(VLAN_LEN).zip(&t.tags.tag) {
+        dst.copy_from_slice(tag);
+    }
+    match rest.last_chunk_mut::<2>() {
+        Some(ty) => {
+            ty.copy_from_slice(&t.inner_eth[12..]);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Marks an encapsulated frame for the detour through the underlay's ingress (redirect with
-/// `REFLECT_FLAGS`), where the kernel re-derives skb->protocol (IPv4) and the underlay
-/// program hands it to `bpf_redirect_neigh`.
+/// `REFLECT_FLAGS`), where the kernel re-derives skb->protocol (IPv4) and `reflected`
+/// hands it to `bpf_redirect_neigh`.
 #[inline(always)]
 pub fn reflect_mark(ctx: &TcContext) {
     ctx.set_mark(REFLECT_MARK);
 }
 
 pub const REFLECT_FLAGS: u64 = BPF_F_INGRESS as u64;
+
+/// The second half of a detour at the underlay's ingress: our own encapsulated frame, now
+/// with skb->protocol derived from its outer header, goes to the kernel's next hop. None
+/// for every other frame.
+#[inline(always)]
+pub fn reflected(ctx: &TcContext, cfg: &Config) -> Option<Verdict<i32>> {
+    if unsafe { (*ctx.skb.skb).mark } != REFLECT_MARK {
+        return None;
+    }
+    ctx.set_mark(0);
+    let rc = unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, ptr::null_mut(), 0, 0) } as i32;
+    Some(redirected(rc, counter::REFLECT, counter::DROP_ENCAP_FAIL))
+}
 
 pub enum NextHop {
     /// Route and neighbour known: outer MACs and egress device.
@@ -152,22 +205,30 @@ pub enum NextHop {
     Unresolved,
 }
 
-/// Unicast to one remote VTEP.
+/// Unicast from port `from` to one remote VTEP. The frame is encapsulated and handed to the
+/// underlay (`encap`), answered with ICMP when too big (`icmp_too_big`), or dropped
+/// with the reason; the caller counts the verdict.
 #[inline(always)]
 pub fn unicast(
     ctx: &TcContext,
     cfg: &Config,
     to: &Remote,
     vni: u32,
-    inner_eth: &[u8; ETH_LEN],
-) -> i32 {
+    from: u32,
+    eth: &[u8; ETH_LEN],
+) -> Verdict<i32> {
+    if let Some(limit) = mtu::exceeded(ctx, cfg, eth) {
+        return mtu::answer(ctx, from, eth, limit);
+    }
     let Some(hop) = next_hop(ctx, cfg, to.ip) else {
         return drop(counter::DROP_NO_ROUTE);
     };
-    let is_ipv4 = ctx.skb.protocol() == ETH_P_IP.to_be() as u32;
-    let Some(tunnel) = open(ctx, cfg, vni, inner_eth) else {
-        return drop(counter::DROP_ENCAP_FAIL);
+    let tunnel = match open(ctx, cfg, vni, eth) {
+        Ok(t) => t,
+        Err(reason) => return drop(reason),
     };
+    // Read after `open`: taking the tags out can change skb->protocol.
+    let is_ipv4 = ctx.skb.protocol() == ETH_P_IP.to_be() as u32;
     let macs = match hop {
         NextHop::Resolved {
             dst_mac, src_mac, ..
@@ -177,13 +238,9 @@ pub fn unicast(
     if !address(ctx, cfg, &tunnel, to, macs) {
         return drop(counter::DROP_ENCAP_FAIL);
     }
-    match hop {
-        NextHop::Resolved { ifindex, .. } => {
-            count(counter::ENCAP);
-            unsafe { bpf_redirect(ifindex, 0) as i32 }
-        }
+    let rc = match hop {
+        NextHop::Resolved { ifindex, .. } => unsafe { bpf_redirect(ifindex, 0) as i32 },
         NextHop::OnLink if is_ipv4 => {
-            count(counter::ENCAP);
             count(counter::NEIGH_RESOLVE);
             // Every byte set by value: mem::zeroed() becomes a byte-loop memset call here.
             let mut nh = RedirNeigh {
@@ -202,19 +259,18 @@ pub fn unicast(
             }
         }
         NextHop::Unresolved if is_ipv4 => {
-            count(counter::ENCAP);
             count(counter::NEIGH_RESOLVE);
-            unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, core::ptr::null_mut(), 0, 0) as i32 }
+            unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, ptr::null_mut(), 0, 0) as i32 }
         }
         // skb->protocol still names the inner frame (ARP, say), which bpf_redirect_neigh
         // refuses: take the detour through the underlay's ingress.
         NextHop::OnLink | NextHop::Unresolved => {
-            count(counter::ENCAP);
             count(counter::NEIGH_RESOLVE);
             reflect_mark(ctx);
             unsafe { bpf_redirect(cfg.underlay_ifindex, REFLECT_FLAGS) as i32 }
         }
-    }
+    };
+    redirected(rc, counter::ENCAP, counter::DROP_ENCAP_FAIL)
 }
 
 /// The underlay route to the remote VTEP, from the kernel's FIB and neighbour table (never

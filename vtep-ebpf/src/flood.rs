@@ -17,8 +17,8 @@ use vtep_common::{counter, wire::ETH_LEN, Config, Slot, MAX_FLOOD, MAX_VNI_PORTS
 use crate::{
     encap::{self, NextHop, Tunnel},
     maps::{FLOOD, VNIS, VNI_PORTS},
-    port::drop,
-    stats::count,
+    mtu,
+    stats::{count, drop, Verdict},
 };
 
 /// What a callback needs of its caller: the frame and the list it walks.
@@ -73,30 +73,39 @@ extern "C" fn copy_to_port(index: u32, walk: *mut c_void) -> i64 {
     GO_ON
 }
 
-/// A frame from port `ifindex` nobody is known to own: flood it, or drop it as `reason`
-/// when the VNI has nowhere to flood to.
+/// A frame from port `ifindex` nobody is known to own: copies go to the VNI's other local
+/// ports and, if it fits the underlay, to its flood list; the original is consumed
+/// (`flood`). Dropped as `reason` when the VNI has nowhere to flood to, or as
+/// `drop_too_big` when only remote copies were due and the frame does not fit. The caller
+/// counts the verdict; copies are counted here, one by one.
 #[inline(always)]
 pub fn from_port(
     ctx: &TcContext,
     cfg: &Config,
     vni: u32,
     ifindex: u32,
-    inner_eth: &[u8; ETH_LEN],
+    eth: &[u8; ETH_LEN],
     reason: u32,
-) -> i32 {
+) -> Verdict<i32> {
     let Some(&lists) = (unsafe { VNIS.get(vni) }) else {
         return drop(reason);
     };
     // The sender is one of the local ports.
-    if lists.ports <= 1 && lists.flood == 0 {
+    let others = lists.ports > 1;
+    if !others && lists.flood == 0 {
         return drop(reason);
     }
-    to_ports(ctx, vni, lists.ports, ifindex);
-    if lists.flood > 0 {
-        remote(ctx, cfg, vni, lists.flood, inner_eth);
+    let fits = mtu::exceeded(ctx, cfg, eth).is_none();
+    if !others && !fits {
+        return drop(counter::DROP_TOO_BIG);
     }
-    // The original is consumed: only its copies travel.
-    TC_ACT_SHOT
+    if others {
+        to_ports(ctx, vni, lists.ports, ifindex);
+    }
+    if lists.flood > 0 && fits {
+        remote(ctx, cfg, vni, lists.flood, eth);
+    }
+    Verdict::new(TC_ACT_SHOT, counter::FLOOD)
 }
 
 /// Encapsulates once; each copy only rewrites the outer headers. A copy whose next hop the
@@ -104,10 +113,11 @@ pub fn from_port(
 /// where the kernel resolves it. Straight out matters for long lists: every detour waits
 /// in the CPU's backlog (netdev_max_backlog, 1,000 by default) until this program returns.
 #[inline(always)]
-fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, inner_eth: &[u8; ETH_LEN]) {
-    let Some(tunnel) = encap::open(ctx, cfg, vni, inner_eth) else {
-        count(counter::DROP_ENCAP_FAIL);
-        return;
+fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, eth: &[u8; ETH_LEN]) {
+    let tunnel = match encap::open(ctx, cfg, vni, eth) {
+        Ok(t) => t,
+        // No remote copy can be made; the frame's verdict stays `flood` (local copies).
+        Err(reason) => return count(reason),
     };
     encap::reflect_mark(ctx);
     let mut walk = Walk {

@@ -15,8 +15,10 @@ mod flood;
 mod head;
 mod maps;
 mod miss;
+mod mtu;
 mod port;
 mod stats;
+mod vlan;
 
 use aya_ebpf::{
     macros::{classifier, xdp},

@@ -1,14 +1,10 @@
 //! Frames a container sends, seen at TC ingress on the host side of its veth: what the
 //! bridge and the vxlan device do together in the classic setup.
 
-use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_redirect,
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
 use vtep_common::{
     counter,
-    wire::{self, ARP_FRAME_LEN, ETH_LEN, ETH_P_ARP, ETH_P_IP},
+    wire::{self, is_vlan, ARP_FRAME_LEN, ETH_LEN, ETH_P_ARP, ETH_P_IP, VLAN_LEN},
     IpVni, MacVni, Port, Remote,
 };
 
@@ -16,28 +12,25 @@ use crate::{
     encap, fdb, flood, head,
     maps::{CONFIG, FDB, LOCAL, NEIGH, PORTS},
     miss,
-    stats::count,
+    stats::{drop, Verdict},
+    vlan,
 };
 
-#[inline(always)]
-pub fn drop(reason: u32) -> i32 {
-    count(reason);
-    TC_ACT_SHOT
+/// The port's verdict on a frame it sent, counted once.
+pub fn ingress(ctx: &TcContext) -> i32 {
+    verdict(ctx).finish()
 }
 
-pub fn ingress(ctx: &TcContext) -> i32 {
+#[inline(always)]
+fn verdict(ctx: &TcContext) -> Verdict<i32> {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let Some(port) = (unsafe { PORTS.get(ifindex) }) else {
         // Not ours (a stale attachment): leave the frame to the kernel.
-        count(counter::DROP_NOT_PORT);
-        return TC_ACT_OK;
+        return Verdict::new(TC_ACT_OK, counter::PASS_NOT_PORT);
     };
-    let Some(cfg) = CONFIG.get(0) else {
+    let Some(cfg) = CONFIG.get(0).filter(|c| c.ready != 0) else {
         return drop(counter::DROP_NOT_READY);
     };
-    if cfg.ready == 0 {
-        return drop(counter::DROP_NOT_READY);
-    }
     let Some(&eth) = head::view::<ETH_LEN>(ctx) else {
         return drop(counter::DROP_MALFORMED);
     };
@@ -60,6 +53,9 @@ pub fn ingress(ctx: &TcContext) -> i32 {
         }
     }
     if wire::is_multicast(&dst) {
+        if wire::is_link_local(&dst) {
+            return drop(counter::DROP_LINK_LOCAL);
+        }
         return flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_BUM);
     }
 
@@ -67,40 +63,75 @@ pub fn ingress(ctx: &TcContext) -> i32 {
     // permanent entries and local MACs apart, so the order decides nothing else.
     let key = MacVni::new(dst, vni);
     if let Some(&entry) = unsafe { FDB.get(key) } {
-        return encap::unicast(ctx, cfg, &Remote::of(&entry), vni, &eth);
+        return encap::unicast(ctx, cfg, &Remote::of(&entry), vni, ifindex, &eth);
     }
     if let Some(out) = unsafe { LOCAL.get(key) } {
-        count(counter::LOCAL);
-        return unsafe { bpf_redirect(*out, 0) } as i32;
+        return Verdict::new(unsafe { bpf_redirect(*out, 0) } as i32, counter::LOCAL);
     }
     if let Some(entry) = fdb::learned(&key, cfg) {
-        return encap::unicast(ctx, cfg, &Remote::of(&entry), vni, &eth);
+        return encap::unicast(ctx, cfg, &Remote::of(&entry), vni, ifindex, &eth);
     }
     miss::fdb(vni, ifindex, dst);
     flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_NO_FDB)
 }
 
 /// A port may only send with its own MAC, and IPv4 and ARP only from its own address (or
-/// 0.0.0.0, which duplicate-address probes use).
+/// 0.0.0.0, which duplicate-address probes use), VLAN-tagged or not.
 #[inline(always)]
 fn sends_as_itself(ctx: &TcContext, port: &Port, eth: &[u8; ETH_LEN]) -> bool {
     if eth[6..12] != port.mac {
         return false;
     }
-    let own_ip = |ip: [u8; 4]| ip == port.ipv4 || ip == [0; 4];
     // Read in packet memory, like the Ethernet header: this runs for every frame.
-    match u16::from_be_bytes([eth[12], eth[13]]) {
-        ETH_P_IP => matches!(head::view::<{ ETH_LEN + 16 }>(ctx),
-            Some(h) if own_ip([h[26], h[27], h[28], h[29]])),
+    let ty = u16::from_be_bytes([eth[12], eth[13]]);
+    if !is_vlan(ty) {
+        return !names_sender(ty)
+            || head::view::<{ ETH_LEN + 18 }>(ctx)
+                .and_then(tail18)
+                .is_some_and(|l3| from_own_address(port, ty, l3));
+    }
+    // Tags in the bytes (QinQ); one in metadata takes no room.
+    let Some((off, ty)) = vlan::network(ctx, eth) else {
+        return false;
+    };
+    if !names_sender(ty) {
+        return true;
+    }
+    let l3 = if off == ETH_LEN + VLAN_LEN {
+        head::view::<{ ETH_LEN + VLAN_LEN + 18 }>(ctx).and_then(tail18)
+    } else {
+        head::view::<{ ETH_LEN + 2 * VLAN_LEN + 18 }>(ctx).and_then(tail18)
+    };
+    l3.is_some_and(|l3| from_own_address(port, ty, l3))
+}
+
+/// IPv4 and ARP name their sender; anti-spoofing checks those.
+#[inline(always)]
+fn names_sender(ethertype: u16) -> bool {
+    ethertype == ETH_P_IP || ethertype == ETH_P_ARP
+}
+
+/// Whether the IPv4 or ARP header whose first 18 bytes are `l3` comes from the port.
+#[inline(always)]
+fn from_own_address(port: &Port, ethertype: u16, l3: &[u8; 18]) -> bool {
+    let own_ip = |ip: [u8; 4]| ip == port.ipv4 || ip == [0; 4];
+    if ethertype == ETH_P_IP {
+        own_ip([l3[12], l3[13], l3[14], l3[15]])
+    } else {
         // Sender hardware address, then sender protocol address.
-        ETH_P_ARP => matches!(head::view::<{ ETH_LEN + 18 }>(ctx),
-            Some(h) if h[22..28] == port.mac && own_ip([h[28], h[29], h[30], h[31]])),
-        _ => true,
+        l3[8..14] == port.mac && own_ip([l3[14], l3[15], l3[16], l3[17]])
     }
 }
 
+/// The last 18 bytes of a header view: the part of an IPv4 or ARP header that names the
+/// sender.
+#[inline(always)]
+fn tail18<const N: usize>(h: &[u8; N]) -> Option<&[u8; 18]> {
+    h.last_chunk::<18>()
+}
+
 enum Arp {
-    Answered(i32),
+    Answered(Verdict<i32>),
     /// A request for an IP the table does not know.
     Unknown([u8; 4]),
     /// Not a request (a reply, a gratuitous announcement, or malformed).
@@ -122,6 +153,8 @@ fn proxy_arp(ctx: &TcContext, ifindex: u32, vni: u32) -> Arp {
     };
     // Rewritten in place: the request becomes the reply.
     wire::arp_reply(frame, &neigh.mac);
-    count(counter::ARP_REPLY);
-    Arp::Answered(unsafe { bpf_redirect(ifindex, 0) as i32 })
+    Arp::Answered(Verdict::new(
+        unsafe { bpf_redirect(ifindex, 0) as i32 },
+        counter::ARP_REPLY,
+    ))
 }

@@ -14,7 +14,7 @@ use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use rtnetlink::{
     packet_route::{
         address::AddressAttribute,
-        link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
+        link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage},
     },
     Handle, LinkMessageBuilder, LinkUnspec, LinkVeth,
 };
@@ -55,6 +55,29 @@ impl Netlink {
                 LinkAttribute::IfName(n) => Some(n),
                 _ => None,
             })
+        }))
+    }
+
+    /// The MTU of link `index`, and whether it is a veth.
+    pub async fn mtu_and_veth(&self, index: u32) -> Result<Option<(u32, bool)>> {
+        let msg = self
+            .find(self.handle.link().get().match_index(index))
+            .await?;
+        Ok(msg.map(|m| {
+            let mut mtu = 0;
+            let mut veth = false;
+            for a in m.attributes {
+                match a {
+                    LinkAttribute::Mtu(n) => mtu = n,
+                    LinkAttribute::LinkInfo(infos) => {
+                        veth |= infos
+                            .iter()
+                            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth)))
+                    }
+                    _ => {}
+                }
+            }
+            (mtu, veth)
         }))
     }
 

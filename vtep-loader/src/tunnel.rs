@@ -21,7 +21,7 @@ use crate::{
     lock::{HostLock, Step},
     output::{self, fixed, text_of},
     pins::Pins,
-    state::{PortHealth, State, StateError},
+    state::{port_mtu_limit, PortHealth, State, StateError},
     topology::Netlink,
 };
 
@@ -51,7 +51,13 @@ pub async fn up(st: &mut State, args: &UpArgs) -> Result<()> {
     let Some(prefix) = nl.address_prefix(local).await? else {
         bail!("{local} is not an address of this host");
     };
-    let cfg = settings(args, current.as_ref(), &dev, local, ifindex, prefix)?;
+    let (mtu, veth) = nl
+        .mtu_and_veth(ifindex)
+        .await?
+        .ok_or_else(|| anyhow!("device \"{dev}\" does not exist"))?;
+    let mut cfg = settings(args, current.as_ref(), &dev, local, ifindex, prefix)?;
+    cfg.underlay_mtu = mtu;
+    cfg.xdp_handoff = u8::from(veth);
     match current {
         Some(current) => upgrade(st, args, &current, cfg).await,
         None => {
@@ -222,11 +228,15 @@ async fn upgrade(st: &mut State, args: &UpArgs, current: &Config, cfg: Config) -
     };
     // Ports whose veth is gone have no link to carry a program: leave them to `port del`.
     let nl = Netlink::connect()?;
-    let ports: Vec<(String, u32)> = st
+    let live: Vec<_> = st
         .ports_checked(&nl)
         .await?
         .into_iter()
         .filter(|p| p.health == PortHealth::Ok)
+        .collect();
+    warn_mtu(&current_dev, cfg.underlay_mtu, &live);
+    let ports: Vec<(String, u32)> = live
+        .iter()
         .map(|p| (p.host_ifname(), p.host_ifindex))
         .collect();
     // The underlay device was deleted and made again under its name: its links died with
@@ -238,6 +248,23 @@ async fn upgrade(st: &mut State, args: &UpArgs, current: &Config, cfg: Config) -
     attach(&st.pins, &cfg, capacity, &current_dev, &ports)?;
     crate::monitor::clear_stale_reader(st)?;
     st.reopen()
+}
+
+/// Tells (on stderr) of ports whose MTU the underlay no longer carries: they keep working,
+/// but their larger frames get ICMP "fragmentation needed" or are dropped.
+fn warn_mtu(dev: &str, underlay_mtu: u32, ports: &[crate::state::PortState]) {
+    let limit = port_mtu_limit(underlay_mtu);
+    let over: Vec<String> = ports
+        .iter()
+        .filter(|p| p.port.mtu > limit)
+        .map(|p| format!("{} (MTU {})", p.netns(), p.port.mtu))
+        .collect();
+    if !over.is_empty() {
+        eprintln!(
+            "vtep: {dev} has MTU {underlay_mtu}, too small for port(s) {}: frames above {limit} bytes get ICMP fragmentation needed or are dropped",
+            over.join(", ")
+        );
+    }
 }
 
 pub async fn down(mut st: State) -> Result<()> {

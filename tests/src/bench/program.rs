@@ -97,7 +97,6 @@ pub(super) const TC_ACT_OK: u32 = 0;
 pub(super) const TC_ACT_SHOT: u32 = 2;
 const TC_ACT_REDIRECT: u32 = 7;
 const XDP_PASS: u32 = 2;
-const XDP_REDIRECT: u32 = 4;
 
 /// `struct __sk_buff` up to `ifindex`, the last field the port program reads; the kernel
 /// zero-fills the rest.
@@ -196,6 +195,12 @@ pub(super) fn unchanged(frame: &[u8]) -> Vec<u8> {
 
 fn decapsulated(frame: &[u8]) -> Vec<u8> {
     frame[ENCAP_LEN..].to_vec()
+}
+
+const HANDOFF_LEN: usize = std::mem::size_of::<vtep_common::XdpHandoff>();
+
+fn handed_off(frame: &[u8]) -> Vec<u8> {
+    [&[0; HANDOFF_LEN][..], &frame[ENCAP_LEN..]].concat()
 }
 
 /// The outer headers as far as they are fixed: the MACs, TTL, TOS and source port come from
@@ -300,17 +305,20 @@ impl Programs {
             expect: unchanged,
             compare_from: 0,
         };
-        let on_underlay = |prog, verdict, frame, expect| Probe {
+        let on_underlay = |prog, verdict, frame, expect, compare_from| Probe {
             prog,
             frame,
             ctx: None,
             verdict,
             expect,
-            compare_from: 0,
+            compare_from,
         };
-        let (decap, redirect, pass) = match program {
-            Program::DecapXdp => (&self.decap_xdp, XDP_REDIRECT, XDP_PASS),
-            _ => (&self.decap_tc, TC_ACT_REDIRECT, TC_ACT_OK),
+        type Expect = fn(&[u8]) -> Vec<u8>;
+        let (decap, redirect, pass, expect, from): (_, _, _, Expect, _) = match program {
+            // On a veth underlay XDP decapsulates and hands the frame to TC to deliver, the
+            // port in metadata in front (the run's ifindex: not compared).
+            Program::DecapXdp => (&self.decap_xdp, XDP_PASS, XDP_PASS, handed_off, HANDOFF_LEN),
+            _ => (&self.decap_tc, TC_ACT_REDIRECT, TC_ACT_OK, decapsulated, 0),
         };
         match program {
             Program::Encap => (
@@ -319,8 +327,8 @@ impl Programs {
             ),
             Program::ArpReply => (on_port(frames::arp_request(), arp_answered, 0), port_idle),
             Program::DecapTc | Program::DecapXdp => (
-                on_underlay(decap, redirect, frames::tunnelled_udp(), decapsulated),
-                on_underlay(decap, pass, frames::tunnelled_elsewhere(), unchanged),
+                on_underlay(decap, redirect, frames::tunnelled_udp(), expect, from),
+                on_underlay(decap, pass, frames::tunnelled_elsewhere(), unchanged, 0),
             ),
         }
     }

@@ -17,7 +17,7 @@ use vtep_common::Config;
 
 pub use fdb::{FdbFilter, FdbOp, FdbRow, FdbRowKind, FloodEntry, Origin};
 pub use neigh::NeighRow;
-pub use port::{PortHealth, PortRequest, PortState};
+pub use port::{port_mtu_limit, PortHealth, PortRequest, PortState};
 pub use tables::{Capacities, Tables};
 
 use crate::{

@@ -57,6 +57,12 @@ impl PortState {
 
 /// Host-side veth name: derived from the namespace name so it is stable and unique per port,
 /// and short enough for IFNAMSIZ.
+/// The largest port MTU an underlay of `underlay_mtu` carries: VXLAN adds 50 bytes (the
+/// kernel's vxlan device on a lower device allows the same).
+pub fn port_mtu_limit(underlay_mtu: u32) -> u32 {
+    underlay_mtu.saturating_sub(vtep_common::wire::ENCAP_LEN as u32)
+}
+
 pub fn host_ifname(netns: &str) -> String {
     let hash = netns.bytes().fold(0x811c_9dc5u32, |h, b| {
         (h ^ b as u32).wrapping_mul(0x0100_0193)
@@ -134,6 +140,21 @@ impl State {
 
     /// Everything that could refuse the port, before anything is made.
     async fn check_port(&mut self, req: &PortRequest) -> StateResult<()> {
+        let cfg = self.config()?;
+        let dev = crate::output::text_of(&cfg.underlay_name);
+        if let Some((mtu, _)) = Netlink::connect()?
+            .mtu_and_veth(cfg.underlay_ifindex)
+            .await?
+        {
+            let limit = port_mtu_limit(mtu);
+            if req.mtu > limit {
+                return Err(anyhow::anyhow!(
+                    "--mtu {} does not fit the underlay: {dev} has MTU {mtu}, which leaves {limit} inside VXLAN's 50 bytes",
+                    req.mtu
+                )
+                .into());
+            }
+        }
         let existing = self.ports()?;
         if existing.iter().any(|p| p.netns() == req.netns) {
             return Err(StateError::Exists(format!(
