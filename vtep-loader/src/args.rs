@@ -354,3 +354,11 @@ mod tests {
         assert!(Keywords::parse(&words("vni 1 vni 2"), &["vni"], &[]).is_err());
     }
 }
+
+/// An etcd key prefix: absolute, printable, no spaces (`/vtep`).
+pub fn parse_prefix(s: &str) -> Result<String> {
+    if !s.starts_with('/') || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("bad prefix {s:?}: an absolute key path like /vtep");
+    }
+    Ok(s.to_string())
+}

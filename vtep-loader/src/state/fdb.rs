@@ -27,7 +27,7 @@ pub enum Origin {
 }
 
 impl Origin {
-    fn of_flags(flags: u16) -> Self {
+    pub(super) fn of_flags(flags: u16) -> Self {
         if flags & FDB_EXTERN != 0 {
             Origin::ExternLearn
         } else if flags & FDB_PERMANENT != 0 {
@@ -123,7 +123,7 @@ impl State {
         .await
     }
 
-    fn fdb_set_now(
+    pub(super) fn fdb_set_now(
         &mut self,
         mac: Mac,
         vni: u32,
@@ -180,7 +180,12 @@ impl State {
             .await
     }
 
-    fn fdb_del_now(&mut self, mac: Mac, vni: u32, dst: Option<Ipv4Addr>) -> StateResult<()> {
+    pub(super) fn fdb_del_now(
+        &mut self,
+        mac: Mac,
+        vni: u32,
+        dst: Option<Ipv4Addr>,
+    ) -> StateResult<()> {
         let key = MacVni::new(mac.0, vni);
         let t = self.tables()?;
         let matches = |e: &FdbEntry| dst.is_none_or(|d| d.octets() == e.remote_ip);
@@ -212,7 +217,7 @@ impl State {
         .await
     }
 
-    fn flood_set_now(
+    pub(super) fn flood_set_now(
         &mut self,
         vni: u32,
         remote: Remote,
@@ -269,7 +274,7 @@ impl State {
             .await
     }
 
-    fn flood_del_now(&mut self, vni: u32, dst: Option<Ipv4Addr>) -> StateResult<()> {
+    pub(super) fn flood_del_now(&mut self, vni: u32, dst: Option<Ipv4Addr>) -> StateResult<()> {
         let t = self.tables()?;
         let Ok(list) = t.flood.get(&vni, 0) else {
             return Err(StateError::NotFound(format!("VNI {vni} has no flood list")));

@@ -1,0 +1,95 @@
+//! `vtep agent` as a user runs it: a foreground process per host, its log in a file;
+//! killed on drop.
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use nix::{sys::signal::Signal, unistd::Pid};
+
+use crate::{cmd::vtep_bin, netns::unique_tag, wait};
+
+pub struct Agent {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// `vtep -n HOST agent --etcd URL --node NODE EXTRA...`, once its session is up.
+    pub fn start(host: &str, etcd: &str, node: &str, extra: &[&str]) -> Result<Self> {
+        let log = std::env::temp_dir().join(format!("{}.log", unique_tag("agent")));
+        let file = fs::File::create(&log)?;
+        let child = Command::new(vtep_bin())
+            .args(["-n", host, "agent", "--etcd", etcd, "--node", node])
+            .args(extra)
+            .env("VTEP_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .context("starting vtep agent")?;
+        let mut agent = Agent {
+            child: Some(child),
+            log,
+        };
+        agent.wait_log("session up", Duration::from_secs(10))?;
+        Ok(agent)
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for a log line containing `needle`; fails with the log if the agent exits.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        let what = format!("agent log line {needle:?}");
+        let result = wait::until(&what, timeout, || {
+            if self.log().contains(needle) {
+                return Ok(true);
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                anyhow::bail!("the agent exited ({status})");
+            }
+            Ok(false)
+        });
+        result
+            .map(|_| ())
+            .with_context(|| format!("agent log:\n{}", self.log()))
+    }
+
+    pub fn signal(&self, sig: Signal) -> Result<()> {
+        let child = self.child.as_ref().context("agent already reaped")?;
+        nix::sys::signal::kill(Pid::from_raw(child.id() as i32), sig)?;
+        Ok(())
+    }
+
+    /// Waits for the agent to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let child = self.child.as_mut().context("agent already reaped")?;
+        let mut status = None;
+        wait::until("agent exit", timeout, || {
+            status = child.try_wait()?;
+            Ok(status.is_some())
+        })?;
+        self.child = None;
+        status.context("agent exit status")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_file(&self.log);
+    }
+}
