@@ -320,7 +320,10 @@ fn port_add_and_del_reach_the_other_hosts_within_a_second_and_hand_made_entries_
     ])?;
     // Local ports show as permanent rows without a dst, as the bridge shows its ports' MACs.
     let hand = |b: &Bed| -> Result<usize> {
-        Ok(b.fdb(0)?.iter().filter(|r| r.3 == "permanent" && !r.2.is_empty()).count()
+        Ok(b.fdb(0)?
+            .iter()
+            .filter(|r| r.3 == "permanent" && !r.2.is_empty())
+            .count()
             + b.neigh(0)?.iter().filter(|r| r.3 == "permanent").count())
     };
     assert_eq!(hand(&b)?, 3);

@@ -24,7 +24,7 @@ use tokio::{
     signal::unix::{signal, SignalKind},
     time::{interval, sleep, Instant, MissedTickBehavior},
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use etcd::Tls;
 pub use records::check_node;
@@ -65,13 +65,14 @@ pub async fn run(opts: Options) -> Result<()> {
         schema.node_prefix(&opts.node)
     );
     let mut backoff = Duration::ZERO;
-    let mut reported: Option<String> = None;
+    // Whether etcd is known to be unreachable (and was said so).
+    let mut down = false;
     loop {
         let session = Session {
             opts: &opts,
             programmer: &mut programmer,
             status: &status,
-            reported: &mut reported,
+            down: &mut down,
             stop: &mut stop,
         };
         let Err(e) = session.run(tls.as_ref()).await else {
@@ -81,11 +82,14 @@ pub async fn run(opts: Options) -> Result<()> {
         status.connected(false);
         status.error();
         let msg = format!("{e:#}");
-        // Once per state change, not per attempt.
-        if reported.as_deref() != Some(msg.as_str()) {
+        // Once per state change, not per attempt: later failures differ only in detail.
+        if down {
+            debug!("etcd still unreachable: {msg}");
+        } else {
             warn!("etcd session failed, retrying with backoff: {msg}");
-            reported = Some(msg);
+            backoff = Duration::ZERO;
         }
+        down = true;
         backoff = (backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
         tokio::select! {
             _ = sleep(backoff) => {}
@@ -138,7 +142,7 @@ struct Session<'a> {
     opts: &'a Options,
     programmer: &'a mut Programmer,
     status: &'a Status,
-    reported: &'a mut Option<String>,
+    down: &'a mut bool,
     stop: &'a mut Stop,
 }
 
@@ -148,7 +152,7 @@ impl Session<'_> {
             opts,
             programmer,
             status,
-            reported,
+            down,
             stop,
         } = self;
         let connecting = async {
@@ -169,7 +173,7 @@ impl Session<'_> {
         let mut watch = watch_from(client, &programmer.schema, revision).await?;
         status.connected(true);
         status.renewed(opts.ttl);
-        if reported.take().is_some() {
+        if std::mem::take(down) {
             info!("etcd reachable again");
         }
         info!(

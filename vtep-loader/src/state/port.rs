@@ -234,8 +234,10 @@ impl State {
         };
         let key = MacVni::new(req.mac.0, req.vni);
         if self.tables()?.fdb.get(&key, 0).is_ok() {
-            self.step(Step::Tables, async |s| s.fdb_del_now(req.mac, req.vni, None))
-                .await?;
+            self.step(Step::Tables, async |s| {
+                s.fdb_del_now(req.mac, req.vni, None)
+            })
+            .await?;
         }
         // The records, then the program: a port whose link is pinned is whole, and one
         // without is undone from its record.
