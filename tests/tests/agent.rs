@@ -381,8 +381,8 @@ fn a_killed_agent_is_withdrawn_within_ttl_and_comes_back_without_stale_entries()
 
     b.start(1)?;
     b.converged(Duration::from_secs(5))?;
-    for h in 0..3 {
-        assert_eq!(b.extern_fdb(h)?, before[h], "host {h} after the restart");
+    for (h, was) in before.iter().enumerate() {
+        assert_eq!(&b.extern_fdb(h)?, was, "host {h} after the restart");
     }
     b.pings()?;
 
@@ -496,8 +496,8 @@ fn etcd_down_for_twenty_seconds_loses_no_ping_and_changes_no_table() -> Result<(
     }
     // 20 s of outage while the ping runs (4400 packets at 200 pps is 22 s).
     let (sent, received) = pinger.join().expect("ping thread")?;
-    for h in 0..3 {
-        assert_eq!(b.fdb(h)?, before[h], "host {h} changed while etcd was down");
+    for (h, was) in before.iter().enumerate() {
+        assert_eq!(&b.fdb(h)?, was, "host {h} changed while etcd was down");
         // Once per state change, not once per attempt.
         assert_eq!(b.agent(h).log().matches("retrying with backoff").count(), 1);
     }

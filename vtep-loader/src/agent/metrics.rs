@@ -2,7 +2,7 @@
 //! use beside the agent's own state. One tiny responder rather than a web framework: every
 //! request gets the metrics.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use tokio::{
@@ -35,9 +35,12 @@ pub async fn serve(addr: SocketAddr, status: Arc<Status>) -> Result<()> {
 }
 
 async fn answer(mut conn: TcpStream, status: &Status) -> Result<()> {
-    // The request itself does not matter; read its head so the client sees a clean reply.
+    // The request itself does not matter (every path gets the metrics), but it is read so
+    // the client sees a clean reply; a client that sends nothing gets it after a second.
     let mut head = [0u8; 4096];
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn.read(&mut head)).await;
+    if let Ok(read) = tokio::time::timeout(Duration::from_secs(1), conn.read(&mut head)).await {
+        read.context("reading the request")?;
+    }
     let mut registry = prometheus_client::registry::Registry::default();
     status.register(&mut registry);
     let body = stats::prometheus(registry).await?;
