@@ -26,7 +26,11 @@ impl Agent {
         let child = Command::new(vtep_bin())
             .args(["-n", host, "agent", "--etcd", etcd, "--node", node])
             .args(extra)
-            .env("VTEP_LOG", "info")
+            // The caller's VTEP_LOG (e.g. `debug`) carries over.
+            .env(
+                "VTEP_LOG",
+                std::env::var("VTEP_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

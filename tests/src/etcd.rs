@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::{cmd::run, netns::unique_tag, wait};
+use crate::{cmd::run, netns::unique_tag, pki::Pki, wait};
 
 /// The client port. The namespace is the test's own, so the well-known ports are free.
 const CLIENT_PORT: u16 = 2379;
@@ -22,20 +22,44 @@ pub struct Etcd {
     pub url: String,
     dir: PathBuf,
     child: Option<Child>,
+    /// With TLS: etcd's own certificate options, and etcdctl's (as the `root` user).
+    tls: Option<(Vec<String>, Vec<String>)>,
 }
 
 impl Etcd {
     /// Starts etcd in `ns` listening on `ip`, and waits until it answers.
     pub fn start(ns: &str, ip: &str) -> Result<Self> {
+        Self::launch(ns, ip, None)
+    }
+
+    /// etcd serving TLS only, and requiring a client certificate signed by `pki`'s CA;
+    /// `etcdctl` runs as the `root` user (`pki` must have issued its certificate).
+    pub fn start_tls(ns: &str, ip: &str, pki: &Pki) -> Result<Self> {
+        let server = [
+            "--cert-file",
+            &pki.path("server.crt"),
+            "--key-file",
+            &pki.path("server.key"),
+            "--trusted-ca-file",
+            &pki.path("ca.crt"),
+            "--client-cert-auth",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        Self::launch(ns, ip, Some((server, pki.client_args("root", ""))))
+    }
+
+    fn launch(ns: &str, ip: &str, tls: Option<(Vec<String>, Vec<String>)>) -> Result<Self> {
         // Clients in the namespace itself (etcdctl, etcd's own gateway) reach it over `lo`.
         run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
-        let dir = std::env::temp_dir().join(unique_tag("etcd"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut etcd = Etcd {
             ns: ns.to_string(),
             ip: ip.to_string(),
-            url: format!("http://{ip}:{CLIENT_PORT}"),
-            dir,
+            url: format!("{scheme}://{ip}:{CLIENT_PORT}"),
+            dir: std::env::temp_dir().join(unique_tag("etcd")),
             child: None,
+            tls,
         };
         etcd.resume()?;
         Ok(etcd)
@@ -53,6 +77,7 @@ impl Etcd {
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("test={peer}")])
+            .args(self.tls.iter().flat_map(|(server, _)| server))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -86,10 +111,21 @@ impl Etcd {
         self.resume()
     }
 
-    /// `etcdctl ARGS` against this etcd, from its namespace.
+    /// `etcdctl ARGS` against this etcd, from its namespace (as `root` with TLS).
     pub fn ctl(&self, args: &[&str]) -> Result<String> {
+        let root: Vec<&str> = self
+            .tls
+            .iter()
+            .flat_map(|(_, client)| client.iter().map(String::as_str))
+            .collect();
+        self.ctl_as(&root, args)
+    }
+
+    /// `etcdctl CREDENTIALS ARGS` against this etcd, from its namespace.
+    pub fn ctl_as(&self, credentials: &[&str], args: &[&str]) -> Result<String> {
         let endpoints = format!("--endpoints={}", self.url);
         let mut full = vec!["netns", "exec", &self.ns, "etcdctl", &endpoints];
+        full.extend_from_slice(credentials);
         full.extend_from_slice(args);
         run("ip", &full)
     }

@@ -12,6 +12,7 @@ pub mod inject;
 pub mod iperf;
 pub mod latency;
 pub mod netns;
+pub mod pki;
 pub mod scenario;
 pub mod soak;
 pub mod wait;

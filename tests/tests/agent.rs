@@ -12,6 +12,7 @@ use vtep_testbed::{
     etcd::Etcd,
     netns::unique_tag,
     ping,
+    pki::Pki,
     scenario::{ping_counts, switch_name},
     wait, Stack, Testbed,
 };
@@ -34,6 +35,7 @@ struct Container {
 struct Bed {
     agents: Vec<Option<Agent>>,
     etcd: Etcd,
+    pki: Option<Pki>,
     bed: Testbed,
     containers: Vec<Container>,
     tag: String,
@@ -43,25 +45,24 @@ impl Bed {
     /// Hosts 1-3 with VNI 42 containers on every host and VNI 43 containers on hosts 1
     /// and 2 (with the same addresses as VNI 42's, as tenants do), agents not started.
     fn new(kind: &str) -> Result<Self> {
+        Self::with(kind, None)
+    }
+
+    /// With `pki`: etcd over TLS with client certificates, each agent with its node's.
+    fn with(kind: &str, pki: Option<Pki>) -> Result<Self> {
         let tag = unique_tag(kind);
         let bed = Testbed::underlay(&tag, vec![Stack::vtep(), Stack::vtep(), Stack::vtep()])?;
         let switch = switch_name(&tag);
-        vtep_testbed::run(
-            "ip",
-            &[
-                "-n",
-                &switch,
-                "addr",
-                "add",
-                &format!("{ETCD_IP}/24"),
-                "dev",
-                "br0",
-            ],
-        )?;
-        let etcd = Etcd::start(&switch, ETCD_IP)?;
+        let addr = format!("{ETCD_IP}/24");
+        vtep_testbed::run("ip", &["-n", &switch, "addr", "add", &addr, "dev", "br0"])?;
+        let etcd = match &pki {
+            Some(pki) => Etcd::start_tls(&switch, ETCD_IP, pki)?,
+            None => Etcd::start(&switch, ETCD_IP)?,
+        };
         let mut b = Bed {
             agents: Vec::new(),
             etcd,
+            pki,
             bed,
             containers: Vec::new(),
             tag,
@@ -107,13 +108,12 @@ impl Bed {
     }
 
     fn start(&mut self, h: usize) -> Result<()> {
-        let ttl = TTL.to_string();
-        let agent = Agent::start(
-            &self.bed.hosts[h].ns,
-            &self.url(),
-            &node(h),
-            &["--ttl", &ttl],
-        )?;
+        let mut extra = vec!["--ttl".to_string(), TTL.to_string()];
+        if let Some(pki) = &self.pki {
+            extra.extend(pki.client_args(&node(h), "etcd-"));
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let agent = Agent::start(&self.bed.hosts[h].ns, &self.url(), &node(h), &extra)?;
         self.agents[h] = Some(agent);
         Ok(())
     }
@@ -535,6 +535,68 @@ fn etcd_wiped_gets_every_record_back_and_traffic_never_stops() -> Result<()> {
     let (sent, received) = pinger.join().expect("ping thread")?;
     assert_eq!(sent, received, "ping loss across the wipe");
     b.converged(Duration::from_secs(5))?;
+    Ok(())
+}
+
+#[test]
+fn with_tls_and_rbac_a_node_cannot_forge_another_nodes_endpoints() -> Result<()> {
+    let users = ["root", "node1", "node2", "node3"];
+    let mut b = Bed::with("ag8", Some(Pki::new(ETCD_IP, &users)?))?;
+    // The README's commands: a root user, and per node a role that may write only its own
+    // subtree and read everyone's; etcd takes the user from the certificate's CN.
+    for cmd in [
+        "role add root",
+        "user add root --no-password",
+        "user grant-role root root",
+    ] {
+        b.etcd.ctl(&cmd.split(' ').collect::<Vec<_>>())?;
+    }
+    for n in &users[1..] {
+        let own = format!("/vtep/v1/nodes/{n}/");
+        b.etcd.ctl(&["role", "add", n])?;
+        b.etcd.ctl(&[
+            "role",
+            "grant-permission",
+            n,
+            "--prefix=true",
+            "readwrite",
+            &own,
+        ])?;
+        b.etcd.ctl(&[
+            "role",
+            "grant-permission",
+            n,
+            "--prefix=true",
+            "read",
+            "/vtep/v1/nodes/",
+        ])?;
+        b.etcd.ctl(&["user", "add", n, "--no-password"])?;
+        b.etcd.ctl(&["user", "grant-role", n, n])?;
+    }
+    b.etcd.ctl(&["auth", "enable"])?;
+    b.start_all()?;
+    b.converged(Duration::from_secs(5))?;
+    b.pings()?;
+
+    // node1's credentials write node1's records, and cannot write node2's.
+    let pki = b.pki.as_ref().context("pki")?;
+    let node1 = pki.client_args("node1", "");
+    let node1: Vec<&str> = node1.iter().map(String::as_str).collect();
+    let forged = "/vtep/v1/nodes/node2/endpoints/42/02:66:00:00:00:01";
+    let err = b
+        .etcd
+        .ctl_as(&node1, &["put", forged, r#"{"ip":"12.12.12.66"}"#])
+        .expect_err("node1 wrote node2's subtree");
+    assert!(err.to_string().contains("permission denied"), "{err:#}");
+    b.etcd
+        .ctl_as(&node1, &["put", "/vtep/v1/nodes/node1/x", "{}"])?;
+    b.etcd.ctl_as(&node1, &["del", "/vtep/v1/nodes/node1/x"])?;
+    assert!(b.etcd.keys(forged)?.is_empty());
+    assert!(!b.fdb(0)?.iter().any(|r| r.0 == "02:66:00:00:00:01"));
+    // SIGTERM revokes the lease under RBAC too.
+    b.agent(1).signal(Signal::SIGTERM)?;
+    assert!(b.agent(1).wait(Duration::from_secs(5))?.success());
+    assert!(b.agent(1).log().contains("revoked"), "{}", b.agent(1).log());
     Ok(())
 }
 
