@@ -97,3 +97,17 @@ impl Drop for Agent {
         let _ = fs::remove_file(&self.log);
     }
 }
+
+/// `GET /metrics` from `addr` inside namespace `ns`, as Prometheus would scrape it.
+pub fn scrape(ns: &str, addr: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let _inside = crate::netns::enter(ns)?;
+    let mut conn =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: vtep\r\nConnection: close\r\n\r\n")?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply)?;
+    let (head, body) = reply.split_once("\r\n\r\n").context("no HTTP reply")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    Ok(body.to_string())
+}
