@@ -69,6 +69,10 @@ impl Agent {
             .with_context(|| format!("agent log:\n{}", self.log()))
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn signal(&self, sig: Signal) -> Result<()> {
         let child = self.child.as_ref().context("agent already reaped")?;
         nix::sys::signal::kill(Pid::from_raw(child.id() as i32), sig)?;
