@@ -46,6 +46,9 @@ pub struct Model {
     macs: BTreeMap<(u32, Mac), BTreeMap<String, Claim>>,
     /// Which MACs claim an IP, to answer ARP for it.
     ips: BTreeMap<(u32, Ipv4Addr), BTreeSet<Mac>>,
+    /// Endpoint records of other nodes, kept as they come and go (counting them would
+    /// walk every claim after each batch).
+    remote_endpoints: usize,
 }
 
 impl Model {
@@ -56,6 +59,7 @@ impl Model {
             floods: BTreeMap::new(),
             macs: BTreeMap::new(),
             ips: BTreeMap::new(),
+            remote_endpoints: 0,
         }
     }
 
@@ -82,6 +86,9 @@ impl Model {
                     .entry((vni, mac))
                     .or_default()
                     .insert(node.to_string(), Claim { ip, revision });
+                if node != self.me {
+                    self.remote_endpoints += 1;
+                }
                 self.ips.entry((vni, ip)).or_default().insert(mac);
                 touched.extend([Target::Mac { vni, mac }, Target::Ip { vni, ip }]);
             }
@@ -113,6 +120,9 @@ impl Model {
                 let Some(old) = claims.remove(node) else {
                     return Vec::new();
                 };
+                if node != self.me {
+                    self.remote_endpoints -= 1;
+                }
                 if claims.is_empty() {
                     self.macs.remove(&(vni, mac));
                 }
@@ -237,11 +247,7 @@ impl Model {
 
     /// How many endpoint records of other nodes the model holds.
     pub fn remote_endpoints(&self) -> usize {
-        self.macs
-            .values()
-            .flat_map(|c| c.keys())
-            .filter(|n| **n != self.me)
-            .count()
+        self.remote_endpoints
     }
 }
 
