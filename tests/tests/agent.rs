@@ -298,7 +298,7 @@ fn three_hosts_converge_and_every_pair_in_a_vni_pings_with_no_hand_typed_entries
     let text = scrape(&b.bed.hosts[0].ns, "127.0.0.1:9464")?;
     for line in [
         "vtep_agent_etcd_connected 1",
-        "vtep_agent_records_published 6",
+        "vtep_agent_records_published 5",
         "vtep_agent_endpoints_programmed 3",
         "vtep_table_entries{table=\"fdb\"} 3",
         "vtep_table_capacity{table=\"ports\"} 4096",
