@@ -285,6 +285,20 @@ fn three_hosts_converge_and_every_pair_in_a_vni_pings_with_no_hand_typed_entries
         .ctl(&["get", "--print-value-only", "/vtep/v1/nodes/node1/vtep"])?;
     assert_eq!(vtep.trim(), r#"{"addr":"192.168.104.2","port":4789}"#);
 
+    // Another process sees the agent's state.
+    let status = b.bed.hosts[0].vtep(&["agent", "status"])?;
+    assert!(status.starts_with("agent node1 pid "), "{status}");
+    assert!(status.contains(": etcd connected ("), "{status}");
+    assert!(
+        status.contains("5 records published, 3 endpoints of other nodes programmed"),
+        "{status}"
+    );
+    let json: Value = serde_json::from_str(&b.bed.hosts[0].vtep(&["-j", "agent", "status"])?)?;
+    assert_eq!(
+        (json["connected"].as_bool(), json["lease_ttl"].as_i64()),
+        (Some(true), Some(3))
+    );
+
     // Metrics: the agent's state beside the data path's counters and tables; the same
     // counters from `vtep stats --prometheus` where no agent runs.
     b.agents[0] = None;
@@ -397,6 +411,9 @@ fn a_killed_agent_is_withdrawn_within_ttl_and_comes_back_without_stale_entries()
 
     b.agent(1).signal(Signal::SIGKILL)?;
     b.agent(1).wait(Duration::from_secs(5))?;
+    let status = vtep_testbed::cmd::vtep_output(&["-n", &b.bed.hosts[1].ns, "agent", "status"])?;
+    assert_eq!(status.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&status.stderr).contains("no vtep agent runs for this host"));
     let gone = |b: &Bed| -> Result<bool> {
         for h in [0, 2] {
             if b.extern_fdb(h)?.iter().any(|r| r.2 == b.bed.hosts[1].ip) {

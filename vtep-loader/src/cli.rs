@@ -71,7 +71,9 @@ pub enum Command {
     /// Stream FDB and neighbour misses as they happen (like `ip monitor` with l2miss/l3miss).
     Monitor,
     /// Control plane: publish this host's ports to etcd and program every other host's
-    /// (runs in the foreground; SIGTERM withdraws this host's records).
+    /// (runs in the foreground; SIGTERM withdraws this host's records). `agent status`:
+    /// the state of the agent running for this host.
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Agent(AgentArgs),
     /// Print a shell completion script (install: `vtep completions bash >
     /// /etc/bash_completion.d/vtep`).
@@ -144,6 +146,8 @@ pub struct UpArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
     /// etcd endpoints, comma separated (http://IP:2379, or https:// with the TLS options).
     #[arg(
         long,
@@ -153,8 +157,8 @@ pub struct AgentArgs {
     )]
     pub etcd: Vec<String>,
     /// This host's name in etcd: its records live under PREFIX/v1/nodes/NODE/.
-    #[arg(long, value_parser = crate::agent::parse_node)]
-    pub node: String,
+    #[arg(long, required = true, value_parser = crate::agent::parse_node)]
+    pub node: Option<String>,
     /// Key prefix of every vtep record.
     #[arg(long, default_value = "/vtep", value_parser = args::parse_prefix)]
     pub prefix: String,
@@ -173,6 +177,12 @@ pub struct AgentArgs {
     /// The client certificate's key (PEM).
     #[arg(long, requires_all = ["etcd_cacert", "etcd_cert"])]
     pub etcd_key: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// The state of the agent running for this host (etcd, lease, records, conflicts).
+    Status,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

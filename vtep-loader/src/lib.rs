@@ -70,7 +70,10 @@ async fn one(command: Command, json: bool) -> Result<()> {
     }
     // The agent is a long-running writer: it takes the lock per batch, never for its life.
     if let Command::Agent(a) = command {
-        return agent::run(agent_options(a)).await;
+        return match a.command {
+            Some(cli::AgentCommand::Status) => agent::show_status(json),
+            None => agent::run(agent_options(a)).await,
+        };
     }
     let access = if writes(&command) {
         state::Access::Write
@@ -170,7 +173,8 @@ fn agent_options(a: cli::AgentArgs) -> agent::Options {
     };
     agent::Options {
         endpoints: a.etcd,
-        node: a.node,
+        // clap requires it unless a subcommand is given.
+        node: a.node.unwrap_or_default(),
         prefix: a.prefix,
         ttl: a.ttl,
         metrics: a.metrics,

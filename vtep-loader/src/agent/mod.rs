@@ -52,6 +52,8 @@ pub async fn run(opts: Options) -> Result<()> {
     // A host that is not up has nothing to publish: say so now rather than retry forever.
     State::open(Access::Read).await?.config()?;
     let status = Arc::new(Status::default());
+    let status_file = status::file_of(crate::host::cookie()?);
+    std::fs::create_dir_all(crate::host::RUN_DIR)?;
     if let Some(addr) = opts.metrics {
         metrics::serve(addr, status.clone()).await?;
     }
@@ -75,13 +77,14 @@ pub async fn run(opts: Options) -> Result<()> {
             down: &mut down,
             stop: &mut stop,
         };
-        let Err(e) = session.run(tls.as_ref()).await else {
-            info!("stopped; the data path keeps running");
-            return Ok(());
+        let ended = session.run(tls.as_ref(), &status_file).await;
+        let Err(e) = ended else {
+            return stopped(&status_file);
         };
-        status.connected(false);
-        status.error();
         let msg = format!("{e:#}");
+        status.connected(false);
+        status.error(&msg);
+        save(&status, &status_file, &opts);
         // Once per state change, not per attempt: later failures differ only in detail.
         if down {
             debug!("etcd still unreachable: {msg}");
@@ -93,12 +96,63 @@ pub async fn run(opts: Options) -> Result<()> {
         backoff = (backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
         tokio::select! {
             _ = sleep(backoff) => {}
-            _ = stop.recv() => {
-                info!("stopped; the data path keeps running");
-                return Ok(());
-            }
+            _ = stop.recv() => return stopped(&status_file),
         }
     }
+}
+
+fn stopped(status_file: &std::path::Path) -> Result<()> {
+    // Gone with the agent: `vtep agent status` then says none runs.
+    if let Err(e) = std::fs::remove_file(status_file) {
+        debug!("removing {}: {e}", status_file.display());
+    }
+    info!("stopped; the data path keeps running");
+    Ok(())
+}
+
+fn save(status: &Status, file: &std::path::Path, opts: &Options) {
+    if let Err(e) = status.save(file, &opts.node, &opts.endpoints) {
+        debug!("status file: {e:#}");
+    }
+}
+
+/// `vtep agent status`: what the agent of this host last wrote, if one runs.
+pub fn show_status(json: bool) -> Result<()> {
+    let file = status::file_of(crate::host::cookie()?);
+    let report: Option<status::Report> = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    // A killed agent leaves its file: trust it only while its process is a vtep.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "vtep")
+    };
+    let Some(r) = report.filter(|r| alive(r.pid)) else {
+        bail!("no vtep agent runs for this host");
+    };
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    let lease = r.lease_ttl.map_or("none".to_string(), |t| format!("{t} s"));
+    println!(
+        "agent {} pid {}: etcd {} ({}), lease {lease}",
+        r.node,
+        r.pid,
+        if r.connected {
+            "connected"
+        } else {
+            "unreachable"
+        },
+        r.etcd.join(",")
+    );
+    println!(
+        "  {} records published, {} endpoints of other nodes programmed, {} malformed records skipped, {} MAC conflicts, {} refused",
+        r.published, r.programmed, r.malformed, r.conflicts, r.refused
+    );
+    if let Some(e) = r.last_error {
+        println!("  last error: {e}");
+    }
+    Ok(())
 }
 
 /// SIGTERM or SIGINT.
@@ -147,7 +201,11 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    async fn run(self, tls: Option<&etcd_client::TlsOptions>) -> Result<()> {
+    async fn run(
+        self,
+        tls: Option<&etcd_client::TlsOptions>,
+        status_file: &std::path::Path,
+    ) -> Result<()> {
         let Session {
             opts,
             programmer,
@@ -211,6 +269,7 @@ impl Session<'_> {
                 }
                 _ = poll.tick() => match own_records().await {
                     Ok(want) => {
+                        save(status, status_file, opts);
                         ports_error = None;
                         publisher.sync(client, &want).await?;
                         status.published(publisher.count());

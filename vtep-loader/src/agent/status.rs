@@ -1,12 +1,17 @@
-//! The agent's state as Prometheus metrics (`--metrics`), updated as it works.
+//! The agent's state, updated as it works: Prometheus metrics (`--metrics`), and a status
+//! file other processes read (`vtep agent status`).
 
 use std::{
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicI64, AtomicU64},
         Mutex,
     },
     time::{Duration, Instant, SystemTime},
 };
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 
 use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge},
@@ -26,6 +31,30 @@ pub struct Status {
     /// When the lease was last renewed, and its TTL in seconds.
     lease: Mutex<Option<(Instant, i64)>>,
     lease_left: Gauge<f64, AtomicU64>,
+    last_error_text: Mutex<Option<String>>,
+    /// What the status file says now, so it is written only when that changes.
+    saved: Mutex<String>,
+}
+
+/// The status file: what `vtep agent status` prints.
+#[derive(Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub pid: u32,
+    pub node: String,
+    pub etcd: Vec<String>,
+    pub connected: bool,
+    pub lease_ttl: Option<i64>,
+    pub published: i64,
+    pub programmed: i64,
+    pub malformed: u64,
+    pub conflicts: u64,
+    pub refused: u64,
+    pub last_error: Option<String>,
+}
+
+/// Where the agent of the host with netns cookie `cookie` keeps its status file.
+pub fn file_of(cookie: u64) -> PathBuf {
+    Path::new(crate::host::RUN_DIR).join(format!("agent-{cookie}.json"))
 }
 
 impl Status {
@@ -43,7 +72,11 @@ impl Status {
             .ok();
     }
 
-    pub fn error(&self) {
+    pub fn error(&self, what: &str) {
+        self.last_error_text
+            .lock()
+            .map(|mut e| *e = Some(what.to_string()))
+            .ok();
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
@@ -73,6 +106,36 @@ impl Status {
 
     pub fn refused(&self, n: usize) {
         self.refused.inc_by(n as u64);
+    }
+
+    /// Writes the status file if what it says changed.
+    pub fn save(&self, path: &Path, node: &str, etcd: &[String]) -> Result<()> {
+        let report = Report {
+            pid: std::process::id(),
+            node: node.to_string(),
+            etcd: etcd.to_vec(),
+            connected: self.connected.get() == 1,
+            lease_ttl: self.lease.lock().ok().and_then(|l| l.map(|(_, ttl)| ttl)),
+            published: self.published.get(),
+            programmed: self.programmed.get(),
+            malformed: self.malformed.get(),
+            conflicts: self.conflicts.get(),
+            refused: self.refused.get(),
+            last_error: self.last_error_text.lock().ok().and_then(|e| e.clone()),
+        };
+        let text = serde_json::to_string(&report)?;
+        let mut saved = self
+            .saved
+            .lock()
+            .map_err(|_| anyhow::anyhow!("status lock"))?;
+        if *saved == text {
+            return Ok(());
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        *saved = text;
+        Ok(())
     }
 
     /// Registers the agent's metrics (sharing their values) in `r`.
