@@ -690,3 +690,31 @@ fn bad_agent_input_is_one_line_and_exit_2() -> Result<()> {
     }
     Ok(())
 }
+
+/// Benchmarks are not tests: this only checks the control-plane bench runs at a small scale
+/// and reports every figure.
+#[test]
+fn the_control_plane_bench_runs_at_a_small_scale() -> Result<()> {
+    let figures =
+        vtep_testbed::bench::control_plane::run(vtep_testbed::bench::control_plane::Scale::QUICK)?;
+    for key in [
+        "bulk_convergence_s",
+        "withdraw_after_last_renewal_s",
+        "agent_peak_rss_mib",
+        "agent_cpu_idle_percent",
+        "agent_cpu_churn_percent",
+    ] {
+        assert!(
+            figures[key].as_f64().is_some_and(f64::is_finite),
+            "{key}: {figures}"
+        );
+    }
+    assert!(
+        figures["latency_ms"]["p99"]
+            .as_f64()
+            .is_some_and(|p| p > 0.0),
+        "{figures}"
+    );
+    assert_eq!(figures["endpoints"].as_u64(), Some(200));
+    Ok(())
+}

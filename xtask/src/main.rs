@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod demo_agent;
 mod setup;
 
 use std::{
@@ -11,7 +12,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-const USAGE: &str = "usage: cargo xtask setup | demo | test [-- cargo test args...] | bench [--quick] | soak [--seconds N]";
+const USAGE: &str = "usage: cargo xtask setup | demo [--agent] | test [-- cargo test args...] | bench [--quick] | soak [--seconds N]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,7 +20,11 @@ fn main() -> ExitCode {
         Some("setup") => setup::ensure(),
         Some("demo") => setup::ensure()
             .and_then(|()| build())
-            .and_then(|()| demo::run()),
+            .and_then(|()| match &args[1..] {
+                [] => demo::run(),
+                [agent] if agent == "--agent" => demo_agent::run(),
+                _ => bail!("usage: cargo xtask demo [--agent]"),
+            }),
         Some("test") => setup::ensure()
             .and_then(|()| build())
             .and_then(|()| test(&args[1..])),

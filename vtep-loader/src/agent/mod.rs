@@ -310,6 +310,7 @@ impl Session<'_> {
                         }
                     }
                     programmer.apply(targets, status).await?;
+                    save(status, status_file, opts);
                 }
             }
         }
