@@ -122,44 +122,53 @@ impl Bed {
         (0..3).try_for_each(|h| self.start(h))
     }
 
+    /// `new`, every agent started, and every host converged.
+    fn running(kind: &str) -> Result<Self> {
+        let mut b = Self::new(kind)?;
+        b.start_all()?;
+        b.converged(Duration::from_secs(5))?;
+        Ok(b)
+    }
+
+    /// SIGTERM to host `h`'s agent, which exits 0.
+    fn stop(&mut self, h: usize) -> Result<()> {
+        self.agent(h).signal(Signal::SIGTERM)?;
+        let status = self.agent(h).wait(Duration::from_secs(5))?;
+        assert!(status.success(), "{status}: {}", self.agent(h).log());
+        Ok(())
+    }
+
     fn agent(&mut self, h: usize) -> &mut Agent {
         self.agents[h].as_mut().expect("agent running")
     }
 
-    /// `vtep -n HOST -j fdb show` as (mac, vni, dst, origin), flood-list slots included.
-    fn fdb(&self, h: usize) -> Result<BTreeSet<(String, u64, String, String)>> {
-        let out = self.bed.hosts[h].vtep(&["-j", "fdb", "show"])?;
+    /// `vtep -n HOST -j TABLE show` rows as (KEY, vni, VALUE, origin).
+    fn rows(
+        &self,
+        h: usize,
+        table: &str,
+        [key, value]: [&str; 2],
+    ) -> Result<BTreeSet<(String, u64, String, String)>> {
+        let out = self.bed.hosts[h].vtep(&["-j", table, "show"])?;
         let rows: Vec<Value> = serde_json::from_str(&out)?;
+        let text = |r: &Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
         Ok(rows
             .iter()
             .map(|r| {
-                let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-                (
-                    s("mac"),
-                    r["vni"].as_u64().unwrap_or(0),
-                    s("dst"),
-                    s("origin"),
-                )
+                let vni = r["vni"].as_u64().unwrap_or(0);
+                (text(r, key), vni, text(r, value), text(r, "origin"))
             })
             .collect())
     }
 
+    /// `vtep -n HOST -j fdb show` as (mac, vni, dst, origin), flood-list slots included.
+    fn fdb(&self, h: usize) -> Result<BTreeSet<(String, u64, String, String)>> {
+        self.rows(h, "fdb", ["mac", "dst"])
+    }
+
     /// `vtep -n HOST -j neigh show` as (ip, vni, lladdr, origin).
     fn neigh(&self, h: usize) -> Result<BTreeSet<(String, u64, String, String)>> {
-        let out = self.bed.hosts[h].vtep(&["-j", "neigh", "show"])?;
-        let rows: Vec<Value> = serde_json::from_str(&out)?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-                (
-                    s("dst"),
-                    r["vni"].as_u64().unwrap_or(0),
-                    s("lladdr"),
-                    s("origin"),
-                )
-            })
-            .collect())
+        self.rows(h, "neigh", ["dst", "lladdr"])
     }
 
     /// What host `h`'s control-plane FDB entries should be: every other host's containers,
@@ -387,8 +396,7 @@ fn port_add_and_del_reach_the_other_hosts_within_a_second_and_hand_made_entries_
     eprintln!("port del withdrawn everywhere in {took:?}");
 
     // A restart reconciles; the hand-made entries are still there, unchanged.
-    b.agent(0).signal(Signal::SIGTERM)?;
-    assert!(b.agent(0).wait(Duration::from_secs(5))?.success());
+    b.stop(0)?;
     b.start(0)?;
     b.agent(0).wait_log("reconciled", Duration::from_secs(5))?;
     b.converged(Duration::from_secs(5))?;
@@ -404,9 +412,7 @@ fn port_add_and_del_reach_the_other_hosts_within_a_second_and_hand_made_entries_
 
 #[test]
 fn a_killed_agent_is_withdrawn_within_ttl_and_comes_back_without_stale_entries() -> Result<()> {
-    let mut b = Bed::new("ag3")?;
-    b.start_all()?;
-    b.converged(Duration::from_secs(5))?;
+    let mut b = Bed::running("ag3")?;
     let before: Vec<_> = (0..3).map(|h| b.extern_fdb(h)).collect::<Result<_>>()?;
 
     b.agent(1).signal(Signal::SIGKILL)?;
@@ -437,8 +443,7 @@ fn a_killed_agent_is_withdrawn_within_ttl_and_comes_back_without_stale_entries()
     b.pings()?;
 
     // SIGTERM revokes the lease: withdrawn at once, not after the TTL.
-    b.agent(2).signal(Signal::SIGTERM)?;
-    assert!(b.agent(2).wait(Duration::from_secs(5))?.success());
+    b.stop(2)?;
     assert!(b.agent(2).log().contains("revoked"));
     wait::until("host 3 withdrawn", Duration::from_secs(1), || {
         Ok(!b.extern_fdb(0)?.iter().any(|r| r.2 == b.bed.hosts[2].ip))
@@ -448,9 +453,7 @@ fn a_killed_agent_is_withdrawn_within_ttl_and_comes_back_without_stale_entries()
 
 #[test]
 fn a_mac_moving_host_is_followed_and_a_double_claim_has_one_winner() -> Result<()> {
-    let mut b = Bed::new("ag4")?;
-    b.start_all()?;
-    b.converged(Duration::from_secs(5))?;
+    let mut b = Bed::running("ag4")?;
     // a1 (on host 2) moves to host 3: deleted there, made again with the same MAC and IP.
     let moved = b.del("a1")?;
     let ns = moved.ns.clone();
@@ -489,9 +492,7 @@ fn a_mac_moving_host_is_followed_and_a_double_claim_has_one_winner() -> Result<(
 
 #[test]
 fn garbage_under_the_prefix_is_skipped_and_reported_and_the_agent_lives_on() -> Result<()> {
-    let mut b = Bed::new("ag5")?;
-    b.start_all()?;
-    b.converged(Duration::from_secs(5))?;
+    let mut b = Bed::running("ag5")?;
     let garbage: &[(&str, &str)] = &[
         (
             "/vtep/v1/nodes/evil/endpoints/42/not-a-mac",
@@ -519,8 +520,7 @@ fn garbage_under_the_prefix_is_skipped_and_reported_and_the_agent_lives_on() -> 
     b.add(2, "late", 42, 10)?;
     b.converged(Duration::from_secs(1))?;
     // A restart lists the garbage again: skipped again, nothing of it in the tables.
-    b.agent(0).signal(Signal::SIGTERM)?;
-    b.agent(0).wait(Duration::from_secs(5))?;
+    b.stop(0)?;
     b.start(0)?;
     b.agent(0).wait_log(
         "skipping /vtep/v1/nodes/evil/whatever",
@@ -532,9 +532,7 @@ fn garbage_under_the_prefix_is_skipped_and_reported_and_the_agent_lives_on() -> 
 
 #[test]
 fn etcd_down_for_twenty_seconds_loses_no_ping_and_changes_no_table() -> Result<()> {
-    let mut b = Bed::new("ag6")?;
-    b.start_all()?;
-    b.converged(Duration::from_secs(5))?;
+    let mut b = Bed::running("ag6")?;
     let before: Vec<_> = (0..3).map(|h| b.fdb(h)).collect::<Result<_>>()?;
     let (from, to) = (b.containers[0].ns.clone(), b.containers[1].ip.clone());
     let pinger = std::thread::spawn(move || ping_counts(&from, &to, "0.005", 4400));
@@ -570,9 +568,7 @@ fn etcd_down_for_twenty_seconds_loses_no_ping_and_changes_no_table() -> Result<(
 
 #[test]
 fn etcd_wiped_gets_every_record_back_and_traffic_never_stops() -> Result<()> {
-    let mut b = Bed::new("ag7")?;
-    b.start_all()?;
-    b.converged(Duration::from_secs(5))?;
+    let mut b = Bed::running("ag7")?;
     let keys = b.etcd.keys("/vtep/")?;
     let (from, to) = (b.containers[0].ns.clone(), b.containers[1].ip.clone());
     let pinger = std::thread::spawn(move || ping_counts(&from, &to, "0.01", 500));
@@ -644,45 +640,22 @@ fn with_tls_and_rbac_a_node_cannot_forge_another_nodes_endpoints() -> Result<()>
     assert!(b.etcd.keys(forged)?.is_empty());
     assert!(!b.fdb(0)?.iter().any(|r| r.0 == "02:66:00:00:00:01"));
     // SIGTERM revokes the lease under RBAC too.
-    b.agent(1).signal(Signal::SIGTERM)?;
-    assert!(b.agent(1).wait(Duration::from_secs(5))?.success());
+    b.stop(1)?;
     assert!(b.agent(1).log().contains("revoked"), "{}", b.agent(1).log());
     Ok(())
 }
 
 #[test]
 fn bad_agent_input_is_one_line_and_exit_2() -> Result<()> {
-    for args in [
-        vec!["agent", "--etcd", "http://127.0.0.1:1", "--node", "a/b"],
-        vec![
-            "agent",
-            "--etcd",
-            "http://127.0.0.1:1",
-            "--node",
-            "n",
-            "--ttl",
-            "0",
-        ],
-        vec![
-            "agent",
-            "--etcd",
-            "http://127.0.0.1:1",
-            "--node",
-            "n",
-            "--prefix",
-            "vtep",
-        ],
-        vec!["agent", "--node", "n"],
-        vec![
-            "agent",
-            "--etcd",
-            "http://127.0.0.1:1",
-            "--node",
-            "n",
-            "--etcd-cert",
-            "x",
-        ],
+    for line in [
+        "agent --etcd http://127.0.0.1:1 --node a/b",
+        "agent --etcd http://127.0.0.1:1 --node n --ttl 0",
+        "agent --etcd http://127.0.0.1:1 --node n --prefix vtep",
+        "agent --node n",
+        "agent --etcd http://127.0.0.1:1 --node n --etcd-cert x",
+        "agent status --node n",
     ] {
+        let args: Vec<&str> = line.split(' ').collect();
         let out = vtep_testbed::cmd::vtep_output(&args)?;
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");

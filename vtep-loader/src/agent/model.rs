@@ -274,20 +274,22 @@ mod tests {
         }
     }
 
+    /// Where an FDB want sends the MAC, if anywhere.
+    fn fdb_dst(want: Want) -> Option<[u8; 4]> {
+        match want {
+            Want::Fdb { remote, .. } => remote.map(|r| r.ip),
+            other => panic!("not an FDB want: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_remote_endpoint_wants_an_fdb_and_a_neighbour_entry_once_its_node_has_a_vtep() {
         let mut m = Model::new("h1");
         let t = m.put("h2", endpoint("02:00:00:00:00:03", 3), 5);
-        assert!(matches!(m.want(t[0]), Want::Fdb { remote: None, .. }));
+        assert_eq!(fdb_dst(m.want(t[0])), None);
         let t = m.put("h2", vtep(3), 6);
         assert_eq!(t.len(), 2);
-        let Want::Fdb {
-            remote: Some(r), ..
-        } = m.want(t[0])
-        else {
-            panic!("no FDB want")
-        };
-        assert_eq!(r.ip, [192, 168, 104, 3]);
+        assert_eq!(fdb_dst(m.want(t[0])), Some([192, 168, 104, 3]));
         assert_eq!(
             m.want(t[1]),
             Want::Neigh {
@@ -297,7 +299,7 @@ mod tests {
             }
         );
         let t = m.delete("h2", Kind::Vtep);
-        assert!(matches!(m.want(t[0]), Want::Fdb { remote: None, .. }));
+        assert_eq!(fdb_dst(m.want(t[0])), None);
     }
 
     #[test]
@@ -311,13 +313,7 @@ mod tests {
             vni: 42,
             mac: mac("02:00:00:00:00:09"),
         };
-        let Want::Fdb {
-            remote: Some(r), ..
-        } = m.want(target)
-        else {
-            panic!()
-        };
-        assert_eq!(r.ip, [192, 168, 104, 3]);
+        assert_eq!(fdb_dst(m.want(target)), Some([192, 168, 104, 3]));
         let c = m.conflict(42, mac("02:00:00:00:00:09")).unwrap();
         assert_eq!(
             (c.winner.as_str(), c.losers),
@@ -331,13 +327,7 @@ mod tests {
                 mac: mac("02:00:00:00:00:09"),
             },
         );
-        let Want::Fdb {
-            remote: Some(r), ..
-        } = m.want(target)
-        else {
-            panic!()
-        };
-        assert_eq!(r.ip, [192, 168, 104, 4]);
+        assert_eq!(fdb_dst(m.want(target)), Some([192, 168, 104, 4]));
         assert!(m.conflict(42, mac("02:00:00:00:00:09")).is_none());
     }
 
@@ -356,7 +346,7 @@ mod tests {
             vec![[192, 168, 104, 3]]
         );
         let t = m.put("h1", endpoint("02:00:00:00:00:02", 2), 5);
-        assert!(matches!(m.want(t[0]), Want::Fdb { remote: None, .. }));
+        assert_eq!(fdb_dst(m.want(t[0])), None);
         assert!(matches!(m.want(t[1]), Want::Neigh { mac: None, .. }));
     }
 }
