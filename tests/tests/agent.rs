@@ -452,6 +452,41 @@ fn a_killed_agent_is_withdrawn_within_ttl_and_comes_back_without_stale_entries()
 }
 
 #[test]
+fn an_agent_restarted_after_sighup_takes_its_records_over_and_no_ping_is_lost() -> Result<()> {
+    let mut b = Bed::running("ag9")?;
+    let before: Vec<_> = (0..3).map(|h| b.extern_fdb(h)).collect::<Result<_>>()?;
+    // 200 pps from host 1 into host 2 for longer than the old lease lives after the restart.
+    let (from, to) = (b.containers[0].ns.clone(), b.containers[1].ip.clone());
+    let count = (TTL + 3) * 200;
+    let pinger = std::thread::spawn(move || ping_counts(&from, &to, "0.005", count));
+    b.agent(1).signal(Signal::SIGHUP)?;
+    assert!(b.agent(1).wait(Duration::from_secs(5))?.success());
+    assert!(
+        b.agent(1).log().contains("leaving lease"),
+        "{}",
+        b.agent(1).log()
+    );
+    b.start(1)?;
+    let (sent, received) = pinger.join().expect("ping thread")?;
+    assert_eq!(
+        (sent, received),
+        (count, count),
+        "ping loss across the restart"
+    );
+    // The old lease has expired by now, with nothing left on it.
+    for (h, was) in before.iter().enumerate() {
+        assert_eq!(&b.extern_fdb(h)?, was, "host {h} after the restart");
+    }
+    // Nor did host 1 ever take an entry away meanwhile.
+    let log = b.agent(0).log();
+    let removals = log
+        .lines()
+        .filter(|l| l.contains("programmed:") && !l.ends_with(" 0 removed"));
+    assert_eq!(removals.count(), 0, "{log}");
+    Ok(())
+}
+
+#[test]
 fn a_mac_moving_host_is_followed_and_a_double_claim_has_one_winner() -> Result<()> {
     let mut b = Bed::running("ag4")?;
     // a1 (on host 2) moves to host 3: deleted there, made again with the same MAC and IP.

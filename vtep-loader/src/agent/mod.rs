@@ -155,10 +155,19 @@ pub fn show_status(json: bool) -> Result<()> {
     Ok(())
 }
 
-/// SIGTERM or SIGINT.
+/// SIGTERM or SIGINT (withdraw this node's records and exit), or SIGHUP (exit and leave
+/// them to their lease, so an agent restarted within the TTL takes them over and no other
+/// host ever sees them go: a restart without a blip).
 struct Stop {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Withdraw,
+    Restart,
 }
 
 impl Stop {
@@ -166,13 +175,15 @@ impl Stop {
         Ok(Stop {
             term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
         })
     }
 
-    async fn recv(&mut self) {
+    async fn recv(&mut self) -> Exit {
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => Exit::Withdraw,
+            _ = self.int.recv() => Exit::Withdraw,
+            _ = self.hup.recv() => Exit::Restart,
         }
     }
 }
@@ -246,7 +257,14 @@ impl Session<'_> {
         let mut ports_error: Option<String> = None;
         loop {
             tokio::select! {
-                _ = stop.recv() => {
+                exit = stop.recv() => {
+                    if exit == Exit::Restart {
+                        info!(
+                            "leaving lease {lease:x} to expire in {} s: an agent started before then takes the records over",
+                            opts.ttl
+                        );
+                        return Ok(());
+                    }
                     match etcd::rpc(client.lease_revoke(lease)).await {
                         Ok(_) => info!("lease {lease:x} revoked: this node's records are withdrawn"),
                         Err(e) => warn!("could not revoke lease {lease:x} (the records expire with it): {e:#}"),
