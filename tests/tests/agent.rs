@@ -566,6 +566,40 @@ fn garbage_under_the_prefix_is_skipped_and_reported_and_the_agent_lives_on() -> 
 }
 
 #[test]
+fn a_flood_list_past_sixteen_vteps_is_truncated_and_said_once() -> Result<()> {
+    let mut b = Bed::running("ag10")?;
+    // 20 more nodes with ports in VNI 42, beside hosts 2 and 3.
+    for n in 0..20 {
+        let node = format!("/vtep/v1/nodes/extra{n}");
+        let vtep = format!(r#"{{"addr":"192.168.105.{}","port":4789}}"#, n + 1);
+        b.etcd.ctl(&["put", &format!("{node}/vtep"), &vtep])?;
+        b.etcd.ctl(&["put", &format!("{node}/flood/42"), "{}"])?;
+    }
+    let flood_42 = |b: &Bed| -> Result<usize> {
+        Ok(b.extern_fdb(0)?
+            .iter()
+            .filter(|r| r.0 == "00:00:00:00:00:00" && r.1 == 42)
+            .count())
+    };
+    wait::until("VNI 42's flood list full", Duration::from_secs(2), || {
+        Ok(flood_42(&b)? == 16)
+    })?;
+    b.agent(0).wait_log(
+        "the flood list of VNI 42 holds at most 16 VTEPs",
+        Duration::from_secs(2),
+    )?;
+    let refused = b
+        .agent(0)
+        .log()
+        .matches("flood list of VNI 42 holds")
+        .count();
+    assert_eq!(refused, 1, "{}", b.agent(0).log());
+    // Unicast to the hosts that made it onto the list, and to those that did not, works.
+    b.pings()?;
+    Ok(())
+}
+
+#[test]
 fn etcd_down_for_twenty_seconds_loses_no_ping_and_changes_no_table() -> Result<()> {
     let mut b = Bed::running("ag6")?;
     let before: Vec<_> = (0..3).map(|h| b.fdb(h)).collect::<Result<_>>()?;

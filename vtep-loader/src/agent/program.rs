@@ -20,6 +20,8 @@ pub struct Programmer {
     pub schema: Schema,
     pub model: Model,
     me: String,
+    /// Refusals already logged, until the next full list.
+    reported: BTreeSet<String>,
 }
 
 /// What one record change means for this agent.
@@ -37,6 +39,7 @@ impl Programmer {
             schema,
             model: Model::new(me),
             me: me.to_string(),
+            reported: BTreeSet::new(),
         }
     }
 
@@ -48,6 +51,7 @@ impl Programmer {
         let resp = rpc(client.get(self.schema.nodes.clone(), Some(opts))).await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         self.model = Model::new(&self.me);
+        self.reported.clear();
         let mut nodes = BTreeSet::new();
         for kv in resp.kvs() {
             self.change(EventType::Put, kv, status);
@@ -147,9 +151,13 @@ impl Programmer {
         Ok(())
     }
 
-    fn report(&self, done: &Applied, status: &Status) {
+    /// Logs each refusal once (a full flood list is refused again with every record of
+    /// its VNI), counts every one.
+    fn report(&mut self, done: &Applied, status: &Status) {
         for why in &done.refused {
-            warn!("not programmed: {why}");
+            if self.reported.insert(why.clone()) {
+                warn!("not programmed: {why}");
+            }
         }
         status.refused(done.refused.len());
     }

@@ -210,10 +210,11 @@ impl State {
             }
         }
         if missing > 0 {
+            // No counts in the line: it stays the same while the list stays full, so a
+            // caller can report it once.
             done.refused.push(format!(
                 "the flood list of VNI {vni} holds at most {MAX_FLOOD} VTEPs: \
-                 {missing} of {} left out",
-                want.len()
+                 the other VTEPs with ports in it get no broadcast copies"
             ));
         }
         Ok(())
