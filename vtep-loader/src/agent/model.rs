@@ -49,6 +49,9 @@ pub struct Model {
     /// Endpoint records of other nodes, kept as they come and go (counting them would
     /// walk every claim after each batch).
     remote_endpoints: usize,
+    /// Each node's flood and endpoint records, so a node's VTEP record coming or going
+    /// touches its own records without a walk of everyone's.
+    owned: BTreeMap<String, BTreeSet<Kind>>,
 }
 
 impl Model {
@@ -60,6 +63,7 @@ impl Model {
             macs: BTreeMap::new(),
             ips: BTreeMap::new(),
             remote_endpoints: 0,
+            owned: BTreeMap::new(),
         }
     }
 
@@ -67,6 +71,10 @@ impl Model {
     /// whose wants may have changed.
     pub fn put(&mut self, node: &str, record: Record, revision: i64) -> Vec<Target> {
         let mut touched = self.delete(node, record.kind());
+        if !matches!(record, Record::Vtep { .. }) {
+            let owned = self.owned.entry(node.to_string()).or_default();
+            owned.insert(record.kind());
+        }
         match record {
             Record::Vtep { addr, port } => {
                 let remote = Remote {
@@ -98,6 +106,12 @@ impl Model {
 
     /// Forgets `node`'s record `kind`; returns the targets whose wants may have changed.
     pub fn delete(&mut self, node: &str, kind: Kind) -> Vec<Target> {
+        if let Some(owned) = self.owned.get_mut(node) {
+            owned.remove(&kind);
+            if owned.is_empty() {
+                self.owned.remove(node);
+            }
+        }
         match kind {
             Kind::Vtep => match self.vteps.remove(node) {
                 Some(_) => self.targets_of(node),
@@ -146,17 +160,19 @@ impl Model {
 
     /// Every target a node's records feed (its VTEP address changed or went).
     fn targets_of(&self, node: &str) -> Vec<Target> {
-        let floods = self
-            .floods
-            .iter()
-            .filter(|(_, nodes)| nodes.contains(node))
-            .map(|(vni, _)| Target::Flood { vni: *vni });
-        let macs = self
-            .macs
-            .iter()
-            .filter_map(|(&(vni, mac), claims)| claims.get(node).map(|c| (vni, mac, c.ip)))
-            .flat_map(|(vni, mac, ip)| [Target::Mac { vni, mac }, Target::Ip { vni, ip }]);
-        floods.chain(macs).collect()
+        let mut out = Vec::new();
+        for kind in self.owned.get(node).into_iter().flatten() {
+            match *kind {
+                Kind::Flood { vni } => out.push(Target::Flood { vni }),
+                Kind::Endpoint { vni, mac } => {
+                    out.push(Target::Mac { vni, mac });
+                    let claim = self.macs.get(&(vni, mac)).and_then(|c| c.get(node));
+                    out.extend(claim.map(|c| Target::Ip { vni, ip: c.ip }));
+                }
+                Kind::Vtep => {}
+            }
+        }
+        out
     }
 
     /// Every target the records feed, for a reconcile.
