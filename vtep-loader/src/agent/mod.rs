@@ -27,7 +27,6 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 pub use etcd::Tls;
-pub use records::check_node;
 
 use self::{
     program::Programmer,
@@ -348,7 +347,7 @@ async fn watch_from(
 
 /// `--node` as clap checks it.
 pub fn parse_node(s: &str) -> Result<String> {
-    match check_node(s) {
+    match records::check_node(s) {
         Ok(()) => Ok(s.to_string()),
         Err(e) => bail!(e),
     }
