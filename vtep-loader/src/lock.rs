@@ -37,6 +37,7 @@ pub enum Step {
 pub struct HostLock {
     held: Flock<File>,
     dir: PathBuf,
+    cookie: u64,
 }
 
 impl HostLock {
@@ -68,7 +69,7 @@ impl HostLock {
             let same = fs::metadata(&path)
                 .is_ok_and(|m| m.ino() == held.metadata().map(|h| h.ino()).unwrap_or(0));
             if same {
-                return Ok(Self { held, dir });
+                return Ok(Self { held, dir, cookie });
             }
         }
     }
@@ -108,6 +109,13 @@ impl HostLock {
     /// After `down`: nothing of the host is left, its lock directory neither. Waiting
     /// writers notice the lock is gone and take a new one.
     pub fn remove(self) -> Result<()> {
+        // An agent's status file goes with the host (a killed agent cannot remove its own).
+        match fs::remove_file(crate::host::agent_status_file(self.cookie)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(e).context("removing the agent's status file");
+            }
+            _ => {}
+        }
         let _ = fs::remove_file(self.journal_path());
         fs::remove_file(self.dir.join("lock")).context("removing the host lock")?;
         let _ = fs::remove_dir(&self.dir);

@@ -2,7 +2,7 @@
 //! file other processes read (`vtep agent status`).
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         atomic::{AtomicI64, AtomicU64},
         Mutex,
@@ -50,11 +50,6 @@ pub struct Report {
     pub conflicts: u64,
     pub refused: u64,
     pub last_error: Option<String>,
-}
-
-/// Where the agent of the host with netns cookie `cookie` keeps its status file.
-pub fn file_of(cookie: u64) -> PathBuf {
-    Path::new(crate::host::RUN_DIR).join(format!("agent-{cookie}.json"))
 }
 
 impl Status {
