@@ -99,6 +99,7 @@ pub fn send_datagrams(
 fn set_tos(sock: &UdpSocket, tos: u8) -> Result<()> {
     use std::os::fd::AsRawFd;
     let v = libc::c_int::from(tos);
+    // SAFETY: a live socket, and a pointer to a c_int of the size passed, read during the call.
     let rc = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
@@ -121,22 +122,26 @@ pub fn send_frames(ns: &str, ifname: &str, frames: Vec<Vec<u8>>) -> Result<usize
     std::thread::spawn(move || -> Result<usize> {
         let _inside = netns::enter(&ns)?;
         let name = std::ffi::CString::new(ifname.as_str())?;
+        // SAFETY: a NUL-terminated name that outlives the call.
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
         if ifindex == 0 {
             anyhow::bail!("no interface {ifname} in {ns}");
         }
+        // SAFETY: no pointers; the descriptor is checked and owned below.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
         if fd < 0 {
             anyhow::bail!("packet socket: {}", std::io::Error::last_os_error());
         }
         // SAFETY: a descriptor we just opened and own.
         let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain integers: all zeroes is a valid value.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
         addr.sll_ifindex = ifindex as i32;
         addr.sll_halen = 6;
         let mut sent = 0;
         for frame in frames {
+            // SAFETY: the frame and the address are live for the call, with the lengths given.
             let rc = unsafe {
                 libc::sendto(
                     std::os::fd::AsRawFd::as_raw_fd(&fd),

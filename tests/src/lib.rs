@@ -3,17 +3,21 @@
 //! and the tools a user checks them with (ping, iperf3, tcpdump). Shared by the integration
 //! tests, `cargo xtask demo` and `cargo xtask bench`. Everything is torn down on drop.
 
+pub mod agent;
 pub mod bench;
 pub mod capture;
 pub mod cmd;
+pub mod etcd;
 pub mod inject;
 pub mod iperf;
 pub mod latency;
 pub mod monitor;
 pub mod netns;
+pub mod pki;
 pub mod scenario;
 pub mod soak;
 pub mod vm;
+pub mod wait;
 
 pub use cmd::{run, vtep, vtep_bin};
 pub use netns::Netns;

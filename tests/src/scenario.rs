@@ -171,7 +171,7 @@ impl Testbed {
                 ],
             )?;
         } else {
-            let switch = format!("{tag}sw");
+            let switch = switch_name(tag);
             bed.track(&switch);
             run("ip", &["netns", "add", &switch])?;
             run(
@@ -249,6 +249,11 @@ impl Testbed {
     pub fn c2(&self) -> &Host {
         &self.hosts[1]
     }
+}
+
+/// The switch namespace joining the hosts of a testbed of three or more.
+pub fn switch_name(tag: &str) -> String {
+    format!("{tag}sw")
 }
 
 /// DESIGN.md's classic per-host commands (overns = the host, pinkns = the container).

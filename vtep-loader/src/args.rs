@@ -261,6 +261,14 @@ impl Keywords {
     }
 }
 
+/// An etcd key prefix: absolute, printable, no spaces (`/vtep`).
+pub fn parse_prefix(s: &str) -> Result<String> {
+    if !s.starts_with('/') || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("bad prefix {s:?}: an absolute key path like /vtep");
+    }
+    Ok(s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

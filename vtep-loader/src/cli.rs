@@ -62,9 +62,19 @@ pub enum Command {
         command: NeighCommand,
     },
     /// Data-path counters, summed over CPUs.
-    Stats,
+    Stats {
+        /// Prometheus text with the tables' use and capacity (for node_exporter's textfile
+        /// collector; an agent's --metrics serves the same).
+        #[arg(long, conflicts_with = "json")]
+        prometheus: bool,
+    },
     /// Stream FDB and neighbour misses as they happen (like `ip monitor` with l2miss/l3miss).
     Monitor,
+    /// Control plane: publish this host's ports to etcd and program every other host's
+    /// (runs in the foreground; SIGTERM withdraws this host's records). `agent status`:
+    /// the state of the agent running for this host.
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
+    Agent(AgentArgs),
     /// Print a shell completion script (install: `vtep completions bash >
     /// /etc/bash_completion.d/vtep`).
     Completions {
@@ -132,6 +142,47 @@ pub struct UpArgs {
     /// Most neighbour entries [default: 1048576]. Fixed until `vtep down`.
     #[arg(long, value_parser = args::parse_capacity)]
     pub max_neigh: Option<u32>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+    /// etcd endpoints, comma separated (http://IP:2379, or https:// with the TLS options).
+    #[arg(
+        long,
+        required = true,
+        value_delimiter = ',',
+        value_name = "URL[,URL...]"
+    )]
+    pub etcd: Vec<String>,
+    /// This host's name in etcd: its records live under PREFIX/v1/nodes/NODE/.
+    #[arg(long, required = true, value_parser = crate::agent::parse_node)]
+    pub node: Option<String>,
+    /// Key prefix of every vtep record.
+    #[arg(long, default_value = "/vtep", value_parser = args::parse_prefix)]
+    pub prefix: String,
+    /// Seconds this host's records outlive the agent if it dies (its lease's TTL).
+    #[arg(long, default_value = "10", value_parser = clap::value_parser!(i64).range(2..=3600))]
+    pub ttl: i64,
+    /// Serve Prometheus metrics on ADDR (IP:PORT).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// CA certificate (PEM) that signed etcd's server certificate.
+    #[arg(long, requires_all = ["etcd_cert", "etcd_key"])]
+    pub etcd_cacert: Option<std::path::PathBuf>,
+    /// This host's client certificate (PEM) for etcd.
+    #[arg(long, requires_all = ["etcd_cacert", "etcd_key"])]
+    pub etcd_cert: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, requires_all = ["etcd_cacert", "etcd_cert"])]
+    pub etcd_key: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// The state of the agent running for this host (etcd, lease, records, conflicts).
+    Status,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,6 +25,12 @@ pub const BPFFS: &str = "/sys/fs/bpf";
 /// Locks and journals, one directory per host (see `lock`); also serialises mounting bpffs.
 pub const RUN_DIR: &str = "/run/vtep";
 
+/// Where the agent of the host with netns cookie `cookie` keeps its status (`vtep agent
+/// status` reads it); `vtep down` and `vtep prune` remove it with the host.
+pub fn agent_status_file(cookie: u64) -> std::path::PathBuf {
+    Path::new(RUN_DIR).join(format!("agent-{cookie}.json"))
+}
+
 /// The cookie of the calling thread's network namespace (SO_NETNS_COOKIE, Linux 5.14+).
 pub fn cookie() -> Result<u64> {
     let sock = socket(

@@ -1,6 +1,7 @@
 //! vtep's control plane: the `vtep` CLI, netlink topology, the eBPF programs' loading and
 //! attachment, and the state layer every read and write of the tables goes through.
 
+pub mod agent;
 pub mod args;
 pub mod batch;
 pub mod cli;
@@ -68,6 +69,13 @@ async fn one(command: Command, json: bool) -> Result<()> {
     if let Command::Prune = command {
         return tunnel::prune(json);
     }
+    // The agent is a long-running writer: it takes the lock per batch, never for its life.
+    if let Command::Agent(a) = command {
+        return match a.command {
+            Some(cli::AgentCommand::Status) => agent::show_status(json),
+            None => agent::run(agent_options(a)).await,
+        };
+    }
     let access = if writes(&command) {
         state::Access::Write
     } else {
@@ -89,8 +97,9 @@ async fn one(command: Command, json: bool) -> Result<()> {
 pub fn writes(command: &Command) -> bool {
     match command {
         Command::Show
-        | Command::Stats
+        | Command::Stats { .. }
         | Command::Monitor
+        | Command::Agent(_)
         | Command::Completions { .. }
         | Command::Man => false,
         Command::Port { command } => !matches!(command, PortCommand::Show),
@@ -150,10 +159,26 @@ pub async fn exec(st: &mut State, command: Command, json: bool) -> Result<()> {
             NeighCommand::Show(f) => neigh::show(st, &f, json),
             NeighCommand::Flush(f) => neigh::flush(st, &f),
         },
-        Command::Stats => stats::show(st, json),
+        Command::Stats { prometheus } => stats::show(st, json, prometheus),
         Command::Monitor => monitor::run(st, json).await,
-        Command::Completions { .. } | Command::Man => {
+        Command::Completions { .. } | Command::Man | Command::Agent(_) => {
             bail!(args::BadInput("not a command for a batch".into()))
         }
+    }
+}
+
+fn agent_options(a: cli::AgentArgs) -> agent::Options {
+    let tls = match (a.etcd_cacert, a.etcd_cert, a.etcd_key) {
+        (Some(cacert), Some(cert), Some(key)) => Some(agent::Tls { cacert, cert, key }),
+        _ => None,
+    };
+    agent::Options {
+        endpoints: a.etcd,
+        // clap requires it unless a subcommand is given.
+        node: a.node.unwrap_or_default(),
+        prefix: a.prefix,
+        ttl: a.ttl,
+        metrics: a.metrics,
+        tls,
     }
 }

@@ -49,6 +49,7 @@ impl std::fmt::Display for Step {
 pub struct HostLock {
     held: Flock<File>,
     dir: PathBuf,
+    cookie: u64,
 }
 
 impl HostLock {
@@ -80,7 +81,7 @@ impl HostLock {
             let same = fs::metadata(&path)
                 .is_ok_and(|m| m.ino() == held.metadata().map(|h| h.ino()).unwrap_or(0));
             if same {
-                return Ok(Self { held, dir });
+                return Ok(Self { held, dir, cookie });
             }
         }
     }
@@ -115,6 +116,8 @@ impl HostLock {
     /// After `down`: nothing of the host is left, its lock directory neither. Waiting
     /// writers notice the lock is gone and take a new one.
     pub fn remove(self) -> Result<()> {
+        // An agent's status file goes with the host (a killed agent cannot remove its own).
+        crate::host::remove_if_present(&crate::host::agent_status_file(self.cookie))?;
         crate::host::remove_if_present(&self.journal_path())?;
         // The flag file of `vtep monitor` (see monitor.rs): no reader outlives `down`.
         crate::host::remove_if_present(&self.dir.join("monitor"))?;

@@ -21,7 +21,7 @@ use crate::{
     lock::{HostLock, Step},
     output::{self, fixed, text_of},
     pins::Pins,
-    state::{port_mtu_limit, PortHealth, State, StateError},
+    state::{port_mtu_limit, PortHealth, State, StateError, TableUse},
     topology::Netlink,
 };
 
@@ -293,7 +293,7 @@ struct Show {
     srcport: [u16; 2],
     strict_peers: bool,
     capacity: crate::state::Capacities,
-    used: Used,
+    used: TableUse,
     layout: u32,
     state: String,
     maps: std::collections::BTreeMap<&'static str, u32>,
@@ -301,14 +301,6 @@ struct Show {
     memory: std::collections::BTreeMap<&'static str, u64>,
     programs: std::collections::BTreeMap<&'static str, u32>,
     ports_broken: usize,
-}
-
-#[derive(Serialize)]
-struct Used {
-    fdb: usize,
-    learned: usize,
-    neigh: usize,
-    ports: usize,
 }
 
 pub async fn show(st: &mut State, json: bool) -> Result<()> {
@@ -320,17 +312,7 @@ pub async fn show(st: &mut State, json: bool) -> Result<()> {
     let attached = nl.link_name(cfg.underlay_ifindex).await?.as_deref() == Some(dev.as_str())
         && st.pins.underlay_link().exists();
     let ports = st.ports_checked(&nl).await?;
-    let rows = st.fdb_rows()?;
-    let learned = rows
-        .iter()
-        .filter(|r| r.origin == crate::state::Origin::Learned)
-        .count();
-    let fdb = rows
-        .iter()
-        .filter(|r| matches!(r.kind, crate::state::FdbRowKind::Remote { .. }))
-        .count()
-        - learned;
-    let neigh = st.neigh_rows()?.len();
+    let used = st.table_use()?;
     let state = st.pins.dir.display().to_string();
     let programs = datapath::program_ids(&st.pins);
     let t = st.tables()?;
@@ -356,12 +338,7 @@ pub async fn show(st: &mut State, json: bool) -> Result<()> {
         srcport: [cfg.srcport_min, cfg.srcport_max],
         strict_peers: cfg.strict_peers != 0,
         capacity: t.capacity,
-        used: Used {
-            fdb,
-            learned,
-            neigh,
-            ports: ports.len(),
-        },
+        used,
         layout: LAYOUT_VERSION,
         state,
         maps: t.ids.iter().copied().collect(),

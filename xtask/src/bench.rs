@@ -1,36 +1,48 @@
-//! `cargo xtask bench [--quick] [--programs] [--scale]`: the benchmark of issue 4
-//! (`--programs`: only the eBPF program costs, for quick feedback on the data path;
-//! `--scale`: long flood lists and a million-entry load, issue 12) (the measuring lives in
-//! the testbed library, so the test suite can run it too). Results go to target/bench/.
+//! `cargo xtask bench [--quick] [--programs | --scale | --control-plane]`: the benchmark of
+//! issue 4 (`--programs`: only the eBPF program costs, for quick feedback on the data path;
+//! `--scale`: long flood lists and a million-entry load; `--control-plane`: `vtep agent`
+//! against 1,000 simulated nodes on etcd) (the measuring lives in the testbed library, so
+//! the test suite can run it too). Results go to target/bench/.
+
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use vtep_testbed::bench;
 
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--programs | --scale | --control-plane]";
+
 pub fn run(args: &[String]) -> Result<()> {
-    let (mut quick, mut traffic, mut scale) = (false, true, false);
+    let (mut quick, mut traffic, mut scale, mut control_plane) = (false, true, false, false);
     for arg in args {
         match arg.as_str() {
             "--quick" => quick = true,
             "--programs" => traffic = false,
             "--scale" => scale = true,
-            _ => bail!("usage: cargo xtask bench [--quick] [--programs] [--scale]"),
+            "--control-plane" => control_plane = true,
+            _ => bail!(USAGE),
         }
     }
     if !nix::unistd::geteuid().is_root() {
         bail!("the bench creates namespaces and loads eBPF programs: run as root");
     }
-    // Stop at the next measurement and tear everything down, rather than die and leak it.
-    ctrlc::set_handler(bench::interrupt).context("installing the Ctrl-C handler")?;
     let out = crate::workspace_root().join("target/bench");
+    if control_plane {
+        let size = if quick {
+            bench::control_plane::Scale::QUICK
+        } else {
+            bench::control_plane::Scale::FULL
+        };
+        let figures = serde_json::to_value(bench::control_plane::run(size)?)?;
+        println!("{figures:#}");
+        return write_json(&out, "control-plane.json", &figures);
+    }
     if scale {
         let report = bench::scale::run()?;
         print!("{}", report.table());
-        std::fs::create_dir_all(&out)?;
-        let path = out.join("scale.json");
-        std::fs::write(&path, format!("{:#}\n", report.to_json()))?;
-        println!("\nwrote {}", path.display());
-        return Ok(());
+        return write_json(&out, "scale.json", &report.to_json());
     }
+    // Stop at the next measurement and tear everything down, rather than die and leak it.
+    ctrlc::set_handler(bench::interrupt).context("installing the Ctrl-C handler")?;
     let report = bench::run(quick, traffic, &out)?;
     print!("{}", report.table());
     println!(
@@ -38,5 +50,14 @@ pub fn run(args: &[String]) -> Result<()> {
         out.join("bench.json").display(),
         out.join("bench.svg").display()
     );
+    Ok(())
+}
+
+fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join(name);
+    std::fs::write(&file, format!("{value:#}\n"))
+        .with_context(|| format!("writing {}", file.display()))?;
+    println!("\nwrote {}", file.display());
     Ok(())
 }

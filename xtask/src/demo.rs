@@ -55,15 +55,7 @@ impl Drop for Cleanup {
 pub fn run() -> Result<()> {
     ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
-    let existing = sh_quiet("ip netns list")?;
-    for ns in HOSTS.iter().chain(&CONTAINERS) {
-        if existing
-            .lines()
-            .any(|l| l.split_whitespace().next() == Some(ns))
-        {
-            bail!("namespace {ns} already exists; the demo uses host1, host2, c1 and c2 (remove them first)");
-        }
-    }
+    refuse_existing(HOSTS.iter().chain(&CONTAINERS).copied())?;
     let _cleanup = Cleanup;
 
     section("two simulated hosts joined by eth1 (192.168.104.2 and .3)");
@@ -89,12 +81,26 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-fn section(title: &str) {
+/// Fails naming the first of `names` that exists as a network namespace already.
+pub fn refuse_existing<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let existing = sh_quiet("ip netns list")?;
+    for ns in names {
+        if existing
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(ns))
+        {
+            bail!("namespace {ns} already exists; the demo uses it (remove it first)");
+        }
+    }
+    Ok(())
+}
+
+pub fn section(title: &str) {
     println!("\n== {title}");
 }
 
 /// Runs `cmdline` through sh with the freshly built `vtep` first on PATH, echoing it first.
-fn step(cmdline: &str) -> Result<()> {
+pub fn step(cmdline: &str) -> Result<()> {
     if INTERRUPTED.load(Ordering::SeqCst) {
         bail!("interrupted");
     }
@@ -111,7 +117,7 @@ fn step(cmdline: &str) -> Result<()> {
     Ok(())
 }
 
-fn sh_quiet(cmdline: &str) -> Result<String> {
+pub fn sh_quiet(cmdline: &str) -> Result<String> {
     let out = shell(cmdline).stderr(Stdio::null()).output()?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod demo_agent;
 mod setup;
 mod vms;
 
@@ -12,7 +13,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-const USAGE: &str = "usage: cargo xtask setup | demo [--vms [--kernel 6.1|6.12]] | test [-- cargo test args...] | bench [--quick] [--vms [--kernel 6.1|6.12] [--runs N]] | soak [--seconds N]";
+const USAGE: &str = "usage: cargo xtask setup | demo [--agent | --vms [--kernel 6.1|6.12]] | test [-- cargo test args...] | bench [--quick] [--programs] [--scale] [--control-plane] [--vms [--kernel 6.1|6.12] [--runs N]] | soak [--seconds N]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,7 +24,11 @@ fn main() -> ExitCode {
             .and_then(|()| vms::demo(&args[1..])),
         Some("demo") => setup::ensure()
             .and_then(|()| build())
-            .and_then(|()| demo::run()),
+            .and_then(|()| match &args[1..] {
+                [] => demo::run(),
+                [agent] if agent == "--agent" => demo_agent::run(),
+                _ => bail!("usage: cargo xtask demo [--agent]"),
+            }),
         Some("test") => setup::ensure()
             .and_then(|()| build())
             .and_then(|()| test(&args[1..])),

@@ -6,7 +6,9 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// Debian packages: LLVM 22 for bpf-linker, and the tools the tests and demo use as a user
-/// would (ip, ping, iperf3, tcpdump, tshark, bpftool, jq; strace injects faults).
+/// would (ip, ping, iperf3, tcpdump, tshark, bpftool, jq; strace injects faults); etcd for
+/// the agent's tests and demo, and protoc with the well-known protos, which the etcd-client
+/// crate's build script needs.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -27,6 +29,10 @@ const PACKAGES: &[&str] = &[
     "cpio",
     "kmod",
     "xz-utils",
+    "etcd-server",
+    "etcd-client",
+    "protobuf-compiler",
+    "libprotobuf-dev",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

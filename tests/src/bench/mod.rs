@@ -5,6 +5,7 @@
 
 mod batch;
 mod chart;
+pub mod control_plane;
 mod floor;
 mod frames;
 mod program;

@@ -25,7 +25,7 @@ pub enum Origin {
 }
 
 impl Origin {
-    fn of_flags(flags: u16) -> Self {
+    pub(super) fn of_flags(flags: u16) -> Self {
         if flags & FDB_EXTERN != 0 {
             Origin::ExternLearn
         } else if flags & FDB_PERMANENT != 0 {

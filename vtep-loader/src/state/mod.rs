@@ -5,6 +5,7 @@
 //! batch and the agent are its callers. Operations fail with a `StateError` a caller can
 //! match on, and a failed operation leaves the tables as they were.
 
+mod control;
 mod fdb;
 mod neigh;
 mod port;
@@ -15,6 +16,7 @@ use anyhow::{Context, Result};
 use aya::maps::MapError;
 use vtep_common::Config;
 
+pub use control::{Applied, Want};
 pub use fdb::{FdbFilter, FdbOp, FdbRow, FdbRowKind, FloodEntry, Origin};
 pub use neigh::NeighRow;
 pub use port::{port_mtu_limit, PortHealth, PortRequest, PortState};
@@ -227,6 +229,33 @@ impl State {
             return Ok(());
         }
         self.release()
+    }
+}
+
+/// How many entries each table holds (`vtep show`, the metrics).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct TableUse {
+    /// Permanent and control-plane entries.
+    pub fdb: usize,
+    pub learned: usize,
+    pub neigh: usize,
+    pub ports: usize,
+}
+
+impl State {
+    pub fn table_use(&mut self) -> StateResult<TableUse> {
+        let rows = self.fdb_rows()?;
+        let learned = rows.iter().filter(|r| r.origin == Origin::Learned).count();
+        let remote = rows
+            .iter()
+            .filter(|r| matches!(r.kind, FdbRowKind::Remote { .. }))
+            .count();
+        Ok(TableUse {
+            fdb: remote - learned,
+            learned,
+            neigh: self.neigh_rows()?.len(),
+            ports: self.ports()?.len(),
+        })
     }
 }
 

@@ -84,6 +84,20 @@ impl State {
         ignore_missing(t.neigh.remove(&key))
     }
 
+    /// The neighbour `ip` in `vni`, if any, and who made it.
+    pub fn neigh_get(&mut self, ip: Ipv4Addr, vni: u32) -> StateResult<Option<(Mac, Origin)>> {
+        let key = IpVni {
+            ip: ip.octets(),
+            vni,
+        };
+        Ok(self
+            .tables()?
+            .neigh
+            .get(&key, 0)
+            .ok()
+            .map(|e| (Mac(e.mac), origin_of(&e))))
+    }
+
     /// Every neighbour, sorted by VNI and address.
     pub fn neigh_rows(&mut self) -> StateResult<Vec<NeighRow>> {
         let t = self.tables()?;

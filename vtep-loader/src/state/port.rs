@@ -4,9 +4,9 @@
 //! writer. Removal goes the other way: kernel objects first, the record last.
 
 use anyhow::{Context, Result};
-use vtep_common::{MacVni, Port, IFNAME_MAX, MAX_VNI_PORTS, NETNS_NAME_MAX};
+use vtep_common::{FdbEntry, MacVni, Port, IFNAME_MAX, MAX_VNI_PORTS, NETNS_NAME_MAX};
 
-use super::{full, ignore_missing, State, StateError, StateResult};
+use super::{fdb::Origin, full, ignore_missing, State, StateError, StateResult};
 use crate::{
     args::{Ipv4Prefix, Mac},
     datapath,
@@ -175,8 +175,10 @@ impl State {
         }
         let t = self.tables()?;
         // The data path looks up permanent entries before local MACs: keep the two apart.
+        // A control plane's entry is the MAC's last known place: the port moves it here.
         let key = MacVni::new(req.mac.0, req.vni);
-        if let Ok(entry) = t.fdb.get(&key, 0) {
+        let by_hand = |e: &FdbEntry| Origin::of_flags(e.flags) != Origin::ExternLearn;
+        if let Some(entry) = t.fdb.get(&key, 0).ok().filter(by_hand) {
             return Err(StateError::Exists(format!(
                 "MAC {} has a permanent FDB entry in VNI {} (dst {}); delete it first",
                 req.mac,
@@ -250,6 +252,10 @@ impl State {
             ifname: fixed::<IFNAME_MAX>(&req.ifname),
             netns_cookie,
         };
+        let key = MacVni::new(req.mac.0, req.vni);
+        if self.tables()?.fdb.get(&key, 0).is_ok() {
+            self.fdb_del(req.mac, req.vni, None).await?;
+        }
         // The records, then the program: a port whose link is pinned is whole, and one
         // without is undone from its record.
         let t = self.tables()?;
