@@ -22,7 +22,9 @@ use vtep_common::{
 };
 
 use crate::{
-    head, mtu,
+    head,
+    maps::FIB_SCRATCH,
+    mtu,
     stats::{count, drop, redirected, Verdict},
     vlan,
 };
@@ -286,15 +288,27 @@ pub fn next_hop(ctx: &TcContext, cfg: &Config, remote_ip: [u8; 4]) -> Option<Nex
             },
         );
     }
-    let mut fib: FibLookup = unsafe { mem::zeroed() };
+    // In a per-CPU scratch slot, not on the stack: a flood copy looks its hop up from a
+    // bpf_loop callback, and the kernel allows 512 bytes of stack for the whole call chain
+    // (6.1 counted 544 with this struct on it). Every input field is written each time;
+    // the others are outputs.
+    let Some(fib) = FIB_SCRATCH.get_ptr_mut(0) else {
+        return Some(NextHop::Unresolved);
+    };
+    let fib = unsafe { &mut *fib };
     fib.family = AF_INET;
+    fib.l4_protocol = 0;
+    fib.sport = 0;
+    fib.dport = 0;
+    fib.__bindgen_anon_1.tot_len = 0;
     fib.ifindex = cfg.underlay_ifindex;
+    fib.__bindgen_anon_2.tos = 0;
     fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(cfg.local_ip);
     fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(remote_ip);
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.skb.skb as *mut c_void,
-            &mut fib,
+            fib,
             mem::size_of::<FibLookup>() as i32,
             0,
         )

@@ -61,6 +61,12 @@ pub static VNI_PORTS: HashMap<Slot, u32> = HashMap::pinned(MAX_PORTS, 0);
 #[map(name = "VTEP_MISSES")]
 pub static MISSES: RingBuf = RingBuf::pinned(MISSES_BYTES, 0);
 
+/// Scratch space for bpf_fib_lookup's parameters (see encap::next_hop). Not pinned: it
+/// holds nothing between two uses.
+#[map(name = "VTEP_FIB")]
+pub static FIB_SCRATCH: PerCpuArray<aya_ebpf::bindings::bpf_fib_lookup> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// 1 while a `vtep monitor` reads MISSES: without one, the data path writes nothing.
 #[map(name = "VTEP_MISS_READ")]
 pub static MISS_READER: Array<u32> = Array::pinned(1, 0);
