@@ -81,6 +81,39 @@ impl Host {
         Ok(dir.into())
     }
 
+    /// Routes `net` through `via` (a routed underlay), with IP forwarding on and `vtep up`
+    /// run again so vtep's FIB lookups answer, and `via` a permanent neighbour: the
+    /// kernel's ARP table is shared by every namespace and other tests fill it, and a flood
+    /// to an unresolved hop sends every copy on the detour through the CPU's backlog.
+    pub fn route_through(&self, net: &str, via: &Host) -> Result<()> {
+        run("ip", &["-n", &self.ns, "route", "add", net, "via", &via.ip])?;
+        let link: serde_json::Value =
+            serde_json::from_str(&run("ip", &["-n", &via.ns, "-j", "link", "show", "eth1"])?)?;
+        let mac = link[0]["address"].as_str().context("no MAC on eth1")?;
+        run(
+            "ip",
+            &[
+                "-n",
+                &self.ns,
+                "neigh",
+                "replace",
+                &via.ip,
+                "lladdr",
+                mac,
+                "dev",
+                "eth1",
+                "nud",
+                "permanent",
+            ],
+        )?;
+        crate::cmd::in_ns(
+            &self.ns,
+            &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"],
+        )?;
+        self.vtep(&["up"])?;
+        Ok(())
+    }
+
     /// The verdict counter `name`, as `vtep -j stats` reports it.
     pub fn counter(&self, name: &str) -> Result<u64> {
         let stats: serde_json::Value = serde_json::from_str(&self.vtep(&["-j", "stats"])?)?;

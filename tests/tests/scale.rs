@@ -59,15 +59,7 @@ fn a_broadcast_reaches_every_vtep_of_a_flood_list_of_1024() -> Result<()> {
     let bed = Testbed::underlay(&unique_tag("sf"), vec![Stack::vtep(), Stack::vtep()])?;
     let (h1, h2) = (bed.c1(), bed.c2());
     h1.port(&h1.container, &h1.mac, &h1.container_ip, 42)?;
-    // A routed underlay: every far VTEP's next hop is h2.
-    in_ns(
-        &h1.ns,
-        &["ip", "route", "add", "10.99.0.0/16", "via", &h2.ip],
-    )?;
-    // With forwarding on, the FIB helper gives each copy its next hop and it goes straight
-    // out (`vtep up` again, for vtep to see it).
-    in_ns(&h1.ns, &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"])?;
-    h1.vtep(&["up"])?;
+    h1.route_through("10.99.0.0/16", h2)?;
     h1.batch(&flood_batch(1024, 42))?;
     ensure!(flood_len(h1, 42)? == 1024);
 

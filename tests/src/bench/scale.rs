@@ -16,7 +16,7 @@ use super::{
     program::{self, Probe, Prog},
     Plan,
 };
-use crate::{cmd::in_ns, netns, netns::unique_tag, Stack, Testbed};
+use crate::{netns, netns::unique_tag, Stack, Testbed};
 
 pub const FLOOD_SIZES: [u32; 3] = [16, 256, 4096];
 const LOAD_ENTRIES: usize = 1_000_000;
@@ -92,12 +92,7 @@ pub fn run() -> Result<ScaleReport> {
 fn flood_costs(tag: &str) -> Result<Vec<(u32, f64)>> {
     let bed = Testbed::underlay(tag, vec![Stack::vtep(), Stack::vtep()])?;
     let (h1, h2) = (bed.c1(), bed.c2());
-    in_ns(&h1.ns, &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"])?;
-    in_ns(
-        &h1.ns,
-        &["ip", "route", "add", "10.99.0.0/16", "via", &h2.ip],
-    )?;
-    h1.vtep(&["up"])?;
+    h1.route_through("10.99.0.0/16", h2)?;
     h1.port(&h1.container, &h1.mac, &h1.container_ip, frames::VNI)?;
     let ports: Value = serde_json::from_str(&h1.vtep(&["-j", "port", "show"])?)?;
     let ifindex = ports[0]["host_ifindex"]
