@@ -608,19 +608,7 @@ fn a_new_namespace_never_inherits_a_dead_ones_state() -> Result<()> {
             "-n", &h2.ns, "link", "add", "eth1", "type", "veth", "peer", "name", "eth9",
         ],
     )?;
-    run(
-        "ip",
-        &[
-            "-n",
-            &h2.ns,
-            "addr",
-            "add",
-            &format!("{}/24", h2.ip),
-            "dev",
-            "eth1",
-        ],
-    )?;
-    run("ip", &["-n", &h2.ns, "link", "set", "eth1", "up"])?;
+    h2.underlay_up()?;
     up(h2, &[])?;
     let show = vtep_output(&["-n", &h2.ns, "show"])?;
     ensure!(show.status.success());
@@ -629,8 +617,17 @@ fn a_new_namespace_never_inherits_a_dead_ones_state() -> Result<()> {
         "show does not warn about dead state: {:?}",
         stderr(&show)
     );
+    // A lock directory whose namespace is gone and whose state went with its bpffs (no
+    // cookie this large is ever handed out).
+    let orphan = std::path::PathBuf::from(format!(
+        "/run/vtep/netns-{}",
+        u64::MAX - u64::from(std::process::id())
+    ));
+    std::fs::create_dir_all(&orphan)?;
+    std::fs::write(orphan.join("lock"), "")?;
     let pruned = vtep_output(&["prune"])?;
     ensure!(pruned.status.success(), "prune: {}", stderr(&pruned));
+    ensure!(!orphan.exists(), "{} survived prune", orphan.display());
     let said = String::from_utf8_lossy(&pruned.stdout);
     ensure!(
         said.contains(&pin_dir.display().to_string()),

@@ -57,6 +57,18 @@ impl HostLock {
         Path::new(RUN_DIR).join(format!("netns-{cookie}"))
     }
 
+    /// The cookies of every host that has a lock directory.
+    pub fn cookies() -> Vec<u64> {
+        let Ok(dir) = fs::read_dir(RUN_DIR) else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| {
+            let name = e.ok()?.file_name();
+            name.to_str()?.strip_prefix("netns-")?.parse().ok()
+        })
+        .collect()
+    }
+
     /// Blocks until this process is the host's only writer.
     pub fn acquire(cookie: u64) -> Result<Self> {
         let dir = Self::dir_of(cookie);

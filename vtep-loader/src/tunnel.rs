@@ -481,6 +481,23 @@ pub fn prune(json: bool) -> Result<()> {
             namespaces,
         });
     }
+    // Lock directories of namespaces that are gone and left no state to prune: their
+    // bpffs was unmounted, or a writer died before it pinned anything.
+    let orphans: Vec<u64> = HostLock::cookies()
+        .into_iter()
+        .filter(|&c| !Pins::of(c).dir.exists())
+        .collect();
+    if !orphans.is_empty() {
+        let live = host::live_cookies()?;
+        for cookie in orphans.into_iter().filter(|c| !live.contains(c)) {
+            HostLock::acquire(cookie)?.remove()?;
+            done.push(Pruned {
+                cookie,
+                state: HostLock::dir_of(cookie).display().to_string(),
+                namespaces: Vec::new(),
+            });
+        }
+    }
     output::rows(json, &done, |p| {
         format!(
             "removed {} (namespace cookie {}){}",
