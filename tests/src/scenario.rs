@@ -64,6 +64,23 @@ impl Host {
         ])
     }
 
+    /// The reference scenario's vtep configuration on this host towards `p`: its container
+    /// port, and the FDB and neighbour entries of `p`'s container, in VNI 42.
+    pub fn reference_entries(&self, p: &Host) -> Result<()> {
+        self.port(&self.container, &self.mac, &self.container_ip, 42)?;
+        self.vtep(&["fdb", "add", &p.mac, "dst", &p.ip, "vni", VNI])?;
+        self.vtep(&[
+            "neigh",
+            "add",
+            &p.container_ip,
+            "lladdr",
+            &p.mac,
+            "vni",
+            VNI,
+        ])?;
+        Ok(())
+    }
+
     /// Addresses and raises the host's underlay device `eth1` (made by the caller).
     pub fn underlay_up(&self) -> Result<()> {
         let addr = format!("{}/24", self.ip);
@@ -246,30 +263,7 @@ impl Testbed {
     fn configure(&self, me: usize, peer: usize) -> Result<()> {
         let (h, p) = (&self.hosts[me], &self.hosts[peer]);
         match &h.stack {
-            Stack::Vtep(_) => {
-                let addr = format!("{}/24", h.container_ip);
-                h.vtep(&[
-                    "port",
-                    "add",
-                    &h.container,
-                    "--mac",
-                    &h.mac,
-                    "--addr",
-                    &addr,
-                    "--vni",
-                    VNI,
-                ])?;
-                h.vtep(&["fdb", "add", &p.mac, "dst", &p.ip, "vni", VNI])?;
-                h.vtep(&[
-                    "neigh",
-                    "add",
-                    &p.container_ip,
-                    "lladdr",
-                    &p.mac,
-                    "vni",
-                    VNI,
-                ])?;
-            }
+            Stack::Vtep(_) => h.reference_entries(p)?,
             Stack::Kernel => classic(h, p)?,
         }
         Ok(())

@@ -166,22 +166,6 @@ fn up(h: &Host, extra: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The reference scenario's container, FDB entry and neighbour on `h` towards `p`.
-fn reference_entries(h: &Host, p: &Host) -> Result<()> {
-    h.port(&h.container, &h.mac, &h.container_ip, 42)?;
-    h.vtep(&["fdb", "add", &p.mac, "dst", &p.ip, "vni", "42"])?;
-    h.vtep(&[
-        "neigh",
-        "add",
-        &p.container_ip,
-        "lladdr",
-        &p.mac,
-        "vni",
-        "42",
-    ])?;
-    Ok(())
-}
-
 fn ns_exists(name: &str) -> bool {
     std::path::Path::new("/run/netns").join(name).exists()
 }
@@ -792,8 +776,8 @@ fn port_8472_with_the_readmes_commands() -> Result<()> {
         ],
     )?;
     let (h1, h2) = (bed.c1(), bed.c2());
-    reference_entries(h1, h2)?;
-    reference_entries(h2, h1)?;
+    h1.reference_entries(h2)?;
+    h2.reference_entries(h1)?;
     ensure!(json(h1, &["show"])?["port"] == 8472);
     let fdb = json(h1, &["fdb", "show", "dst", &h2.ip])?;
     ensure!(
