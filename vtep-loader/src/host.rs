@@ -5,18 +5,14 @@
 use std::{
     collections::HashSet,
     fs::{self, File},
-    os::fd::{AsFd, AsRawFd},
     path::Path,
 };
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use nix::{
     fcntl::{Flock, FlockArg},
     mount::{mount, MsFlags},
-    sys::{
-        socket::{socket, AddressFamily, SockFlag, SockType},
-        statfs::{statfs, BPF_FS_MAGIC},
-    },
+    sys::statfs::{statfs, BPF_FS_MAGIC},
 };
 
 use crate::netns;
@@ -31,53 +27,11 @@ pub fn agent_status_file(cookie: u64) -> std::path::PathBuf {
     Path::new(RUN_DIR).join(format!("agent-{cookie}.json"))
 }
 
-/// The cookie of the calling thread's network namespace (SO_NETNS_COOKIE, Linux 5.14+).
-pub fn cookie() -> Result<u64> {
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .context("opening a socket to read the namespace cookie")?;
-    let mut value: u64 = 0;
-    let mut len = size_of::<u64>() as libc::socklen_t;
-    // SAFETY: `value` and `len` are valid for writes of the sizes passed; nix has no wrapper
-    // for SO_NETNS_COOKIE.
-    let rc = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NETNS_COOKIE,
-            (&raw mut value).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("reading the network namespace cookie (needs Linux 5.14 or later)");
-    }
-    Ok(value)
-}
-
-/// The cookie of the namespace `ns` refers to, read from a short-lived thread inside it.
-pub fn cookie_of(ns: &File) -> Result<u64> {
-    let ns = ns.try_clone()?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let _inside = netns::enter(&ns)?;
-            cookie()
-        })
-        .join()
-        .map_err(|_| anyhow!("namespace cookie thread panicked"))?
-    })
-}
-
 /// Cookies of every network namespace alive now: those processes are in and those named
 /// under /run/netns. State kept for any other cookie belongs to a namespace that is gone.
 pub fn live_cookies() -> Result<HashSet<u64>> {
     let mut seen = HashSet::new();
-    let mut cookies = HashSet::from([cookie()?]);
+    let mut cookies = HashSet::from([netns::this_cookie()?]);
     let procs = fs::read_dir("/proc")?
         .flatten()
         .filter(|e| {
@@ -106,7 +60,7 @@ pub fn live_cookies() -> Result<HashSet<u64>> {
         {
             continue;
         }
-        if let Ok(c) = cookie_of(&file) {
+        if let Ok(c) = netns::cookie_of(&file) {
             cookies.insert(c);
         }
     }
@@ -179,16 +133,6 @@ fn parent_pid(pid: u32) -> Option<u32> {
     // The command name may hold spaces and parentheses: fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The calling thread's namespace as an open file, for code that must return to it.
-pub fn current_netns() -> Result<File> {
-    File::open("/proc/thread-self/ns/net").context("opening the current network namespace")
-}
-
-/// Whether `fd` refers to a network namespace (an empty placeholder file does not).
-pub fn is_netns(fd: impl AsFd) -> bool {
-    nix::sys::statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type() == netns::NSFS_MAGIC)
 }
 
 /// Removes a file (a pin, a journal, a placeholder) that may already be gone: only other

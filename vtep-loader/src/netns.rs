@@ -4,6 +4,7 @@
 use std::{
     fs::{self, File},
     marker::PhantomData,
+    os::fd::{AsFd, AsRawFd},
     path::{Path, PathBuf},
 };
 
@@ -11,13 +12,64 @@ use anyhow::{anyhow, Context, Result};
 use nix::{
     mount::{mount, umount2, MntFlags, MsFlags},
     sched::{setns, unshare, CloneFlags},
+    sys::socket::{socket, AddressFamily, SockFlag, SockType},
     sys::statfs::FsType,
 };
 
-use crate::host;
-
 pub const RUN_DIR: &str = "/run/netns";
 pub const NSFS_MAGIC: FsType = FsType(0x6e73_6673);
+
+/// The cookie of the calling thread's network namespace (SO_NETNS_COOKIE, Linux 5.14+).
+pub fn this_cookie() -> Result<u64> {
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("opening a socket to read the namespace cookie")?;
+    let mut value: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of the sizes passed; nix has no wrapper
+    // for SO_NETNS_COOKIE.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("reading the network namespace cookie (needs Linux 5.14 or later)");
+    }
+    Ok(value)
+}
+
+/// The cookie of the namespace `ns` refers to, read from a short-lived thread inside it.
+pub fn cookie_of(ns: &File) -> Result<u64> {
+    let ns = ns.try_clone()?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _inside = enter(&ns)?;
+            this_cookie()
+        })
+        .join()
+        .map_err(|_| anyhow!("namespace cookie thread panicked"))?
+    })
+}
+
+/// The calling thread's namespace as an open file, for code that must return to it.
+pub fn current_netns() -> Result<File> {
+    File::open("/proc/thread-self/ns/net").context("opening the current network namespace")
+}
+
+/// Whether `fd` refers to a network namespace (an empty placeholder file does not).
+pub fn is_netns(fd: impl AsFd) -> bool {
+    nix::sys::statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
+}
 
 pub fn path(name: &str) -> PathBuf {
     Path::new(RUN_DIR).join(name)
@@ -31,14 +83,14 @@ pub fn open(name: &str) -> Result<File> {
     let file = File::open(path(name))
         .ok()
         // An empty placeholder file is not a namespace (a half-finished `ip netns add`).
-        .filter(|f| host::is_netns(f))
+        .filter(|f| is_netns(f))
         .ok_or_else(|| anyhow!("network namespace \"{name}\" does not exist"))?;
     Ok(file)
 }
 
 /// The cookie of namespace `name`, if it exists.
 pub fn cookie(name: &str) -> Option<u64> {
-    open(name).ok().and_then(|f| host::cookie_of(&f).ok())
+    open(name).ok().and_then(|f| cookie_of(&f).ok())
 }
 
 /// Creates namespace `name` and returns its cookie.
@@ -69,7 +121,7 @@ pub fn create(name: &str) -> Result<u64> {
             MsFlags::MS_BIND,
             None::<&str>,
         )?;
-        host::cookie()
+        this_cookie()
     })
     .join()
     .map_err(|_| anyhow!("namespace creation thread panicked"))?;
@@ -115,7 +167,7 @@ pub struct Entered {
 }
 
 pub fn enter(ns: &File) -> Result<Entered> {
-    let home = host::current_netns()?;
+    let home = current_netns()?;
     setns(ns, CloneFlags::CLONE_NEWNET).context("entering network namespace")?;
     Ok(Entered {
         home,

@@ -51,7 +51,7 @@ pub async fn run(opts: Options) -> Result<()> {
     // A host that is not up has nothing to publish: say so now rather than retry forever.
     State::open(Access::Read).await?.config()?;
     let status = Arc::new(Status::default());
-    let status_file = crate::host::agent_status_file(crate::host::cookie()?);
+    let status_file = crate::host::agent_status_file(crate::netns::this_cookie()?);
     std::fs::create_dir_all(crate::host::RUN_DIR)?;
     if let Some(addr) = opts.metrics {
         metrics::serve(addr, status.clone()).await?;
@@ -117,7 +117,7 @@ fn save(status: &Status, file: &std::path::Path, opts: &Options) {
 
 /// `vtep agent status`: what the agent of this host last wrote, if one runs.
 pub fn show_status(json: bool) -> Result<()> {
-    let file = crate::host::agent_status_file(crate::host::cookie()?);
+    let file = crate::host::agent_status_file(crate::netns::this_cookie()?);
     let report: Option<status::Report> = std::fs::read(&file)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());

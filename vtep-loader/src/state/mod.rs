@@ -78,7 +78,7 @@ impl State {
     /// then finishes whatever a writer killed before it left half-done.
     pub async fn open(access: Access) -> Result<Self> {
         host::ensure_bpffs()?;
-        let cookie = host::cookie()?;
+        let cookie = crate::netns::this_cookie()?;
         let pins = Pins::of(cookie);
         let lock = match access {
             Access::Write => Some(HostLock::acquire(cookie)?),
