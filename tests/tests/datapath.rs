@@ -524,8 +524,18 @@ fn counters_add_up(stack: Stack) -> Result<()> {
     // LLDP, which a bridge never forwards.
     let lldp = inject::junk_frame([0x01, 0x80, 0xc2, 0, 0, 0x0e], m1, b"lldp");
     inject::send_frames(&h1.container, "eth0", vec![lldp])?;
-    let after = counters(h1)?;
-    let sent = tx_packets(&h1.container)? - sent;
+    // The host's program sees a frame a moment after the container counts it sent, and the
+    // kernel may still retry the unanswered ARP: poll until both counts settle.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (after, sent) = loop {
+        let now_sent = tx_packets(&h1.container)? - sent;
+        let after = counters(h1)?;
+        if grown(&before, &after, PORT_VERDICTS) == now_sent || std::time::Instant::now() > deadline
+        {
+            break (after, now_sent);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert!(sent >= 5, "{sent}");
     assert_eq!(
         grown(&before, &after, PORT_VERDICTS),
