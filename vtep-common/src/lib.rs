@@ -65,6 +65,71 @@ pub const MISSES_BYTES: u32 = 1 << 16;
 pub const MISS_SEEN_ENTRIES: u32 = 4096;
 pub const MISS_INTERVAL_NS: u64 = 1_000_000_000;
 
+/// An IPv4 or IPv6 address in 16 bytes, network byte order. IPv4 is stored IPv4-mapped
+/// (`::ffff:a.b.c.d`, RFC 4291 2.5.5.2): one key type holds both families, and an IPv4
+/// address never equals an IPv6 one. Real IPv6 traffic never carries mapped addresses, so the
+/// loader refuses them as IPv6 input.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Addr(pub [u8; 16]);
+
+const V4_MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+impl Addr {
+    pub const fn v4(o: [u8; 4]) -> Self {
+        Addr([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, o[0], o[1], o[2], o[3]])
+    }
+
+    pub const fn v6(bytes: [u8; 16]) -> Self {
+        Addr(bytes)
+    }
+
+    #[inline(always)]
+    pub fn is_v4(&self) -> bool {
+        self.0[..12] == V4_MAPPED
+    }
+
+    /// The IPv4 address, if this is one.
+    #[inline(always)]
+    pub fn v4_octets(&self) -> Option<[u8; 4]> {
+        self.is_v4()
+            .then(|| [self.0[12], self.0[13], self.0[14], self.0[15]])
+    }
+
+    /// 0.0.0.0 or `::`: the "no address" of either family.
+    #[inline(always)]
+    pub fn is_unspecified(&self) -> bool {
+        match self.v4_octets() {
+            Some(o) => o == [0; 4],
+            None => self.0 == [0; 16],
+        }
+    }
+}
+
+impl From<core::net::IpAddr> for Addr {
+    fn from(ip: core::net::IpAddr) -> Self {
+        match ip {
+            core::net::IpAddr::V4(v4) => Addr::v4(v4.octets()),
+            core::net::IpAddr::V6(v6) => Addr::v6(v6.octets()),
+        }
+    }
+}
+
+impl From<Addr> for core::net::IpAddr {
+    fn from(a: Addr) -> Self {
+        match a.v4_octets() {
+            Some(o) => core::net::IpAddr::from(o),
+            None => core::net::IpAddr::from(a.0),
+        }
+    }
+}
+
+impl core::fmt::Display for Addr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::net::IpAddr::from(*self).fmt(f)
+    }
+}
+
 /// Tunnel-wide settings, one entry in the CONFIG array.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -284,13 +349,29 @@ mod pod {
             unsafe impl aya::Pod for super::$t {}
         )*};
     }
-    pod!(Config, MacVni, FdbEntry, Port, IpVni, NeighEntry, Remote, VniLists, Slot, Miss);
+    pod!(Addr, Config, MacVni, FdbEntry, Port, IpVni, NeighEntry, Remote, VniLists, Slot, Miss);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use core::mem::size_of;
+
+    #[test]
+    fn addresses_keep_their_family() {
+        use core::net::IpAddr;
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::2".parse().unwrap();
+        assert_eq!(IpAddr::from(Addr::from(v4)), v4);
+        assert_eq!(IpAddr::from(Addr::from(v6)), v6);
+        assert!(Addr::from(v4).is_v4() && !Addr::from(v6).is_v4());
+        assert!(Addr::v4([0; 4]).is_unspecified() && Addr::v6([0; 16]).is_unspecified());
+        assert!(!Addr::v6([0; 16]).is_v4());
+        extern crate std;
+        use std::string::ToString;
+        assert_eq!(Addr::from(v6).to_string(), "2001:db8::2");
+        assert_eq!(Addr::from(v4).to_string(), "10.0.0.1");
+    }
 
     #[test]
     fn map_types_have_no_implicit_padding() {
