@@ -23,7 +23,8 @@ impl Netns {
     }
 }
 
-/// Kills what runs in `name` and deletes it, if it exists; never fails (used on teardown).
+/// Kills what runs in `name`, takes down a vtep host still up there, and deletes it, if it
+/// exists; never fails (used on teardown).
 pub fn remove(name: &str) {
     if let Ok(out) = output("ip", &["netns", "pids", name]) {
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
@@ -33,7 +34,26 @@ pub fn remove(name: &str) {
             }
         }
     }
+    down_leftover(name);
     output("ip", &["netns", "del", name]).ok();
+}
+
+/// A host namespace deleted while vtep is up leaves its pins and lock directory for `vtep
+/// prune`: every test would have to get `vtep down` right on every path. Doing it here
+/// catches them all, and saying so names the test that forgot.
+fn down_leftover(name: &str) {
+    let Ok(out) = crate::cmd::vtep_output(&["-n", name, "down"]) else {
+        return;
+    };
+    let said = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        eprintln!("netns::remove: {name} was still up: `vtep down` removed its state");
+    } else if !said.contains("not up") && !said.contains("does not exist") {
+        eprintln!(
+            "netns::remove: `vtep -n {name} down` failed: {}",
+            said.trim()
+        );
+    }
 }
 
 impl Drop for Netns {
