@@ -5,7 +5,10 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::{Context, Result};
-use nix::sys::signal::Signal;
+use nix::{
+    fcntl::{Flock, FlockArg},
+    sys::signal::Signal,
+};
 use serde_json::Value;
 use vtep_testbed::{
     agent::{scrape, Agent},
@@ -447,6 +450,59 @@ fn a_killed_agent_is_withdrawn_within_ttl_and_comes_back_without_stale_entries()
     assert!(b.agent(2).log().contains("revoked"));
     wait::until("host 3 withdrawn", Duration::from_secs(1), || {
         Ok(!b.extern_fdb(0)?.iter().any(|r| r.2 == b.bed.hosts[2].ip))
+    })?;
+    Ok(())
+}
+
+#[test]
+fn a_command_holding_the_host_lock_past_the_ttl_does_not_let_the_lease_lapse() -> Result<()> {
+    let mut b = Bed::running("ag4")?;
+    let state = b.bed.hosts[1].pin_dir()?;
+    let cookie = state
+        .to_string_lossy()
+        .rsplit_once("netns-")
+        .map(|(_, c)| c.to_string())
+        .context("no cookie in the state directory")?;
+    // As a long `vtep -batch` would: hold host 2's lock for twice the TTL.
+    let lock = std::fs::File::open(format!("/run/vtep/netns-{cookie}/lock"))?;
+    let held = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| e)?;
+    // Host 1 gets a container: host 2's agent wants to program it and waits for the lock.
+    b.add(0, "late", 42, 9)?;
+    let ip1 = b.bed.hosts[1].ip.clone();
+    let until = std::time::Instant::now() + Duration::from_secs(2 * TTL);
+    while std::time::Instant::now() < until {
+        // Sampled for the whole hold: a lapsed lease would withdraw host 2 from the others.
+        assert!(
+            b.extern_fdb(0)?.iter().any(|r| r.2 == ip1),
+            "host 2's records withdrawn while its agent waited for the lock:\n{}",
+            b.agent(1).log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(held);
+    b.converged(Duration::from_secs(5))?;
+    assert!(
+        !b.agent(1).log().contains("session failed"),
+        "{}",
+        b.agent(1).log()
+    );
+    Ok(())
+}
+
+#[test]
+fn vtep_down_under_a_running_agent_stops_it_in_one_clear_line_and_withdraws_its_records(
+) -> Result<()> {
+    let mut b = Bed::running("ag5")?;
+    b.bed.hosts[2].vtep(&["down"])?;
+    let status = b.agent(2).wait(Duration::from_secs(5))?;
+    let log = b.agent(2).log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("this host went down"), "{log}");
+    assert!(!log.contains("etcd session failed"), "{log}");
+    let ip2 = b.bed.hosts[2].ip.clone();
+    // Revoked, not left to expire with the TTL.
+    wait::until("host 3 withdrawn", Duration::from_secs(1), || {
+        Ok(!b.extern_fdb(0)?.iter().any(|r| r.2 == ip2))
     })?;
     Ok(())
 }

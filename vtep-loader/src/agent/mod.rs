@@ -34,7 +34,7 @@ use self::{
     records::Schema,
     status::Status,
 };
-use crate::state::{Access, State};
+use crate::state::{Access, State, StateError};
 
 pub struct Options {
     pub endpoints: Vec<String>,
@@ -80,6 +80,12 @@ pub async fn run(opts: Options) -> Result<()> {
         let Err(e) = ended else {
             return stopped(&status_file);
         };
+        if host_gone(&e) {
+            stopped(&status_file)?;
+            bail!(
+                "this host went down (`vtep down`): its records are withdrawn and the agent stops"
+            );
+        }
         let msg = format!("{e:#}");
         status.connected(false);
         status.error(&msg);
@@ -98,6 +104,13 @@ pub async fn run(opts: Options) -> Result<()> {
             _ = stop.recv() => return stopped(&status_file),
         }
     }
+}
+
+/// Whether a session ended because the host is no longer up: nothing is left to publish or
+/// program, and retrying cannot help (and must not read as an etcd failure).
+fn host_gone(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| matches!(c.downcast_ref::<StateError>(), Some(StateError::NotUp)))
 }
 
 fn stopped(status_file: &std::path::Path) -> Result<()> {
@@ -205,7 +218,7 @@ fn init_logging() {
 struct Session<'a> {
     opts: &'a Options,
     programmer: &'a mut Programmer,
-    status: &'a Status,
+    status: &'a Arc<Status>,
     down: &'a mut bool,
     stop: &'a mut Stop,
 }
@@ -233,7 +246,7 @@ impl Session<'_> {
             _ = stop.recv() => return Ok(()),
         };
         let client = &mut client;
-        let (mut keeper, mut renewals) = etcd::rpc(client.lease_keep_alive(lease)).await?;
+        let mut renewal = Renewal::start(client.clone(), lease, opts.ttl, status.clone()).await?;
         let mut publisher = Publisher::new(programmer.schema.clone(), opts.node.clone(), lease);
         publisher.publish_all(client, &own_records().await?).await?;
         status.published(publisher.count());
@@ -249,12 +262,10 @@ impl Session<'_> {
             opts.ttl,
             publisher.count()
         );
-        let mut renew = interval(Duration::from_secs((opts.ttl as u64 / 3).max(1)));
         let mut poll = interval(POLL);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_renewal = Instant::now();
         let mut ports_error: Option<String> = None;
-        loop {
+        let ended: Result<()> = async { loop {
             tokio::select! {
                 exit = stop.recv() => {
                     if exit == Exit::Restart {
@@ -264,25 +275,12 @@ impl Session<'_> {
                         );
                         return Ok(());
                     }
-                    match etcd::rpc(client.lease_revoke(lease)).await {
-                        Ok(_) => info!("lease {lease:x} revoked: this node's records are withdrawn"),
-                        Err(e) => warn!("could not revoke lease {lease:x} (the records expire with it): {e:#}"),
-                    }
+                    withdraw(client, lease).await;
                     return Ok(());
                 }
-                _ = renew.tick() => {
-                    if last_renewal.elapsed() > Duration::from_secs(opts.ttl as u64) {
-                        bail!("etcd has not renewed the lease for {} s", opts.ttl);
-                    }
-                    keeper.keep_alive().await?;
-                }
-                m = renewals.message() => {
-                    let m = m?.context("etcd closed the lease renewal stream")?;
-                    if m.ttl() <= 0 {
-                        bail!("lease {lease:x} expired");
-                    }
-                    last_renewal = Instant::now();
-                    status.renewed(m.ttl());
+                ended = &mut renewal.0 => {
+                    ended.context("lease renewal task")??;
+                    bail!("lease renewal ended");
                 }
                 _ = poll.tick() => match own_records().await {
                     Ok(want) => {
@@ -291,6 +289,7 @@ impl Session<'_> {
                         publisher.sync(client, &want).await?;
                         status.published(publisher.count());
                     }
+                    Err(StateError::NotUp) => return Err(StateError::NotUp.into()),
                     Err(e) => {
                         let msg = e.to_string();
                         if ports_error.as_deref() != Some(msg.as_str()) {
@@ -330,7 +329,64 @@ impl Session<'_> {
                     save(status, status_file, opts);
                 }
             }
+        } }
+        .await;
+        if ended.as_ref().is_err_and(host_gone) {
+            withdraw(client, lease).await;
         }
+        ended
+    }
+}
+
+/// Revokes the session's lease: this node's records vanish everywhere at once.
+async fn withdraw(client: &mut Client, lease: i64) {
+    match etcd::rpc(client.lease_revoke(lease)).await {
+        Ok(_) => info!("lease {lease:x} revoked: this node's records are withdrawn"),
+        Err(e) => {
+            warn!("could not revoke lease {lease:x} (the records expire with it): {e:#}")
+        }
+    }
+}
+
+/// Lease renewal in a task of its own: the session waits for the host's lock while it
+/// programs a batch, and a CLI command may hold that lock for longer than the TTL; a
+/// renewal must never wait for it. Ends (with the error) when renewal fails; aborted with
+/// the session.
+struct Renewal(tokio::task::JoinHandle<Result<()>>);
+
+impl Renewal {
+    async fn start(mut client: Client, lease: i64, ttl: i64, status: Arc<Status>) -> Result<Self> {
+        let (mut keeper, mut renewals) = etcd::rpc(client.lease_keep_alive(lease)).await?;
+        let ttl_s = Duration::from_secs(ttl as u64);
+        let task = tokio::spawn(async move {
+            let mut renew = interval(Duration::from_secs((ttl as u64 / 3).max(1)));
+            let mut last_renewal = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = renew.tick() => {
+                        if last_renewal.elapsed() > ttl_s {
+                            bail!("etcd has not renewed the lease for {ttl} s");
+                        }
+                        keeper.keep_alive().await?;
+                    }
+                    m = renewals.message() => {
+                        let m = m?.context("etcd closed the lease renewal stream")?;
+                        if m.ttl() <= 0 {
+                            bail!("lease {lease:x} expired");
+                        }
+                        last_renewal = Instant::now();
+                        status.renewed(m.ttl());
+                    }
+                }
+            }
+        });
+        Ok(Renewal(task))
+    }
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -81,7 +81,13 @@ impl State {
         let cookie = crate::netns::this_cookie()?;
         let pins = Pins::of(cookie);
         let lock = match access {
-            Access::Write => Some(HostLock::acquire(cookie)?),
+            // Waited for on a blocking thread: a long-running writer (the agent) keeps its
+            // other work, lease renewals above all, going while a command holds the lock.
+            Access::Write => Some(
+                tokio::task::spawn_blocking(move || HostLock::acquire(cookie))
+                    .await
+                    .context("waiting for the host lock")??,
+            ),
             Access::Read => None,
         };
         let mut state = State {
