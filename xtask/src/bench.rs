@@ -27,12 +27,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let out = crate::workspace_root().join("target/bench");
     if control_plane {
-        let size = if quick {
-            bench::control_plane::Scale::QUICK
-        } else {
-            bench::control_plane::Scale::FULL
-        };
-        let figures = serde_json::to_value(bench::control_plane::run(size)?)?;
+        let figures = control_plane_figures(quick)?;
         println!("{figures:#}");
         return write_json(&out, "control-plane.json", &figures);
     }
@@ -51,6 +46,24 @@ pub fn run(args: &[String]) -> Result<()> {
         out.join("bench.svg").display()
     );
     Ok(())
+}
+
+/// The control-plane bench, run as the testbed's own binary (it links etcd-client, which
+/// xtask cannot: see xtask/Cargo.toml).
+fn control_plane_figures(quick: bool) -> Result<serde_json::Value> {
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.args(["run", "--quiet", "--release", "-p", "vtep-testbed", "--bin", "control-plane-bench", "--"])
+        .current_dir(crate::workspace_root())
+        .env("VTEP_BIN", crate::workspace_root().join("target/release/vtep"))
+        .stderr(std::process::Stdio::inherit());
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd.output().context("running the control-plane bench")?;
+    if !out.status.success() {
+        bail!("the control-plane bench failed");
+    }
+    serde_json::from_slice(&out.stdout).context("reading the control-plane bench's figures")
 }
 
 fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> Result<()> {

@@ -5,6 +5,7 @@
 
 mod batch;
 mod chart;
+#[cfg(feature = "etcd")]
 pub mod control_plane;
 mod floor;
 mod frames;
