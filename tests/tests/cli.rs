@@ -95,7 +95,7 @@ fn bad_input_is_one_error_line_a_nonzero_exit_and_no_change() -> Result<()> {
                 "vni",
                 "42",
             ],
-            "invalid IPv4",
+            "invalid IP address",
         ),
         (
             "malformed neighbour IP",
@@ -110,7 +110,7 @@ fn bad_input_is_one_error_line_a_nonzero_exit_and_no_change() -> Result<()> {
                 "vni",
                 "42",
             ],
-            "invalid IPv4",
+            "invalid IP address",
         ),
         (
             "malformed prefix",

@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context, Result};
 use aya::maps::{HashMap, Map, MapData};
 use serde_json::Value;
-use vtep_common::{map_name, FdbEntry, MacVni, FDB_PERMANENT};
+use vtep_common::{map_name, Addr, FdbEntry, MacVni, FDB_PERMANENT};
 use vtep_testbed::{
     capture::Capture,
     cmd::{in_ns, output, run},
@@ -197,9 +197,10 @@ fn churn(pin_dir: std::path::PathBuf, stop: &AtomicBool) -> Result<u64> {
         MapData::from_pin(pin_dir.join(map_name::FDB))?,
     )?)?;
     let value = FdbEntry {
-        remote_ip: [192, 168, 104, 77],
+        remote_ip: Addr::v4([192, 168, 104, 77]),
         port: 4789,
         flags: FDB_PERMANENT,
+        _pad: 0,
         seen_ns: 0,
     };
     let (start, mut ops) = (Instant::now(), 0u64);

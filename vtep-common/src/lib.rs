@@ -12,7 +12,7 @@ pub mod wire;
 
 /// Bumped whenever a map's key or value layout changes; the pin directory carries it so a
 /// new loader never reuses maps pinned by an older one.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// skb mark of an encapsulated frame sent through the underlay's ingress so the kernel
 /// re-derives its protocol (IPv4) before `bpf_redirect_neigh` resolves the next hop.
@@ -68,8 +68,9 @@ pub const MISS_INTERVAL_NS: u64 = 1_000_000_000;
 /// An IPv4 or IPv6 address in 16 bytes, network byte order. IPv4 is stored IPv4-mapped
 /// (`::ffff:a.b.c.d`, RFC 4291 2.5.5.2): one key type holds both families, and an IPv4
 /// address never equals an IPv6 one. Real IPv6 traffic never carries mapped addresses, so the
-/// loader refuses them as IPv6 input.
-#[repr(C)]
+/// loader refuses them as IPv6 input. Aligned to 4 so the data path compares it a word at a
+/// time.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Addr(pub [u8; 16]);
 
@@ -96,6 +97,12 @@ impl Addr {
     pub fn v4_octets(&self) -> Option<[u8; 4]> {
         self.is_v4()
             .then(|| [self.0[12], self.0[13], self.0[14], self.0[15]])
+    }
+
+    /// The IPv6 address, if this is one.
+    #[inline(always)]
+    pub fn v6_octets(&self) -> Option<[u8; 16]> {
+        (!self.is_v4()).then_some(self.0)
     }
 
     /// 0.0.0.0 or `::`: the "no address" of either family.
@@ -136,8 +143,11 @@ impl core::fmt::Display for Addr {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
-    /// Outer source address, network byte order.
+    /// Outer source address towards IPv4 VTEPs, network byte order; 0.0.0.0: none.
     pub local_ip: [u8; 4],
+    /// Outer source address towards IPv6 VTEPs; `::`: none. A host may have both, so one
+    /// VNI can hold VTEPs of either family.
+    pub local_ip6: [u8; 16],
     /// The underlay device the tunnel sends on.
     pub underlay_ifindex: u32,
     /// UDP port VXLAN is received on, host byte order.
@@ -158,9 +168,19 @@ pub struct Config {
     /// Prefix length of the local address's subnet: VTEPs inside it are on-link, and
     /// their next hop is themselves (no route lookup per packet). 0: route everything.
     pub onlink_prefix: u8,
+    /// The same for the local IPv6 address.
+    pub onlink_prefix6: u8,
     /// Non-zero when IP forwarding is on for the underlay device, the one case where
     /// `bpf_fib_lookup` answers.
     pub fib_ok: u8,
+    /// The same for IPv6 forwarding.
+    pub fib6_ok: u8,
+    /// Non-zero: send VXLAN over IPv6 with a zero UDP checksum (the kernel's
+    /// `udp6zerocsumtx`, RFC 6935); off by default.
+    pub udp6_zero_csum_tx: u8,
+    /// Non-zero: accept VXLAN over IPv6 with a zero UDP checksum (`udp6zerocsumrx`, RFC
+    /// 6936); off by default, when such frames are left to the host.
+    pub udp6_zero_csum_rx: u8,
     /// Where VXLAN is decapsulated: `DECAP_TC`, `DECAP_XDP_NATIVE` or `DECAP_XDP_GENERIC`.
     /// Read only by the loader, so a later `vtep up` keeps it.
     pub decap: u8,
@@ -169,6 +189,7 @@ pub struct Config {
     /// into a bare frame and loses its checksum state (TCP and UDP from the same machine
     /// fail); XDP_PASS keeps the skb.
     pub xdp_handoff: u8,
+    pub _pad1: [u8; 4],
     /// Learned FDB entries older than this are ignored and removed.
     pub ageing_ns: u64,
     /// Name of the underlay device, NUL padded: a device re-created under this name is
@@ -177,7 +198,7 @@ pub struct Config {
     /// MTU of the underlay device when `vtep up` last ran: a frame whose outer packet
     /// would exceed it is answered with ICMP or dropped, never sent to be lost.
     pub underlay_mtu: u32,
-    pub _pad2: u32,
+    pub _pad2: [u8; 4],
 }
 
 pub const DECAP_TC: u8 = 0;
@@ -226,11 +247,12 @@ pub const FDB_EXTERN: u16 = 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FdbEntry {
-    /// Remote VTEP address, network byte order.
-    pub remote_ip: [u8; 4],
+    /// Remote VTEP address, either family.
+    pub remote_ip: Addr,
     /// Destination UDP port, host byte order.
     pub port: u16,
     pub flags: u16,
+    pub _pad: u32,
     /// Last time the entry was confirmed (bpf_ktime_get_ns), for ageing learned entries.
     pub seen_ns: u64,
 }
@@ -243,13 +265,17 @@ pub struct Port {
     pub mac: [u8; 6],
     /// Set when `port add` created the container namespace, so `port del` removes it.
     pub owns_netns: u8,
-    pub prefix_len: u8,
-    /// Container address, network byte order.
-    pub ipv4: [u8; 4],
+    /// How many of `addrs` are used.
+    pub n_addrs: u8,
     pub mtu: u32,
+    /// The container's addresses, either family (IPv6 link-local included): the only
+    /// sources anti-spoofing lets it send from.
+    pub addrs: [Addr; MAX_PORT_ADDRS],
+    /// Prefix length of each address.
+    pub prefix_lens: [u8; MAX_PORT_ADDRS],
     /// Non-zero: the container may send with any source MAC and IP.
     pub allow_spoofing: u8,
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 7],
     /// Container namespace name, NUL padded; read only by the loader.
     pub netns: [u8; NETNS_NAME_MAX],
     /// Interface name inside the container, NUL padded.
@@ -259,6 +285,21 @@ pub struct Port {
     pub netns_cookie: u64,
 }
 
+/// Addresses one port may have, of both families together (its IPv6 link-local one too).
+pub const MAX_PORT_ADDRS: usize = 8;
+
+impl Port {
+    /// The port's addresses in use.
+    #[inline(always)]
+    pub fn addresses(&self) -> impl Iterator<Item = (Addr, u8)> + '_ {
+        self.addrs
+            .iter()
+            .copied()
+            .zip(self.prefix_lens.iter().copied())
+            .take(self.n_addrs as usize)
+    }
+}
+
 pub const NETNS_NAME_MAX: usize = 64;
 pub const IFNAME_MAX: usize = 16;
 
@@ -266,7 +307,7 @@ pub const IFNAME_MAX: usize = 16;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Remote {
-    pub ip: [u8; 4],
+    pub ip: Addr,
     pub port: u16,
     /// `FDB_EXTERN` when a control plane put it on the list; read only by the loader.
     pub flags: u16,
@@ -315,18 +356,19 @@ pub struct Miss {
     pub vni: u32,
     /// Host-side ifindex of the port the frame came from.
     pub ifindex: u32,
-    /// The unknown IPv4 address (neighbour misses).
-    pub ip: [u8; 4],
+    /// The unknown address (neighbour misses).
+    pub ip: Addr,
     /// The unknown MAC (FDB misses).
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
 }
 
-/// An IPv4 address inside one VNI: the key of the neighbour (proxy ARP) table.
+/// An address inside one VNI: the key of the neighbour table (proxy ARP and ND) and of the
+/// VTEP peer counts.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpVni {
-    pub ip: [u8; 4],
+    pub ip: Addr,
     pub vni: u32,
 }
 
@@ -379,19 +421,21 @@ mod tests {
     fn map_types_have_no_implicit_padding() {
         assert_eq!(
             size_of::<Config>(),
-            4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 8 + IFNAME_MAX + 4 + 4
+            4 + 16 + 4 + 2 + 2 + 2 + 14 + 4 + 8 + IFNAME_MAX + 4 + 4
         );
-        assert_eq!(size_of::<Remote>(), 8);
+        assert_eq!(size_of::<Remote>(), 20);
         assert_eq!(size_of::<VniLists>(), 8);
         assert_eq!(size_of::<Slot>(), 8);
-        assert_eq!(size_of::<Miss>(), 24);
+        assert_eq!(size_of::<Miss>(), 12 + 16 + 8);
         assert_eq!(size_of::<MacVni>(), 12);
-        assert_eq!(size_of::<FdbEntry>(), 16);
-        assert_eq!(size_of::<IpVni>(), 8);
+        assert_eq!(size_of::<FdbEntry>(), 16 + 2 + 2 + 4 + 8);
+        assert_eq!(size_of::<IpVni>(), 20);
         assert_eq!(size_of::<NeighEntry>(), 8);
         assert_eq!(
             size_of::<Port>(),
-            4 + 6 + 1 + 1 + 4 + 4 + 1 + 3 + NETNS_NAME_MAX + IFNAME_MAX + 8
+            4 + 6 + 1 + 1 + 4 + 16 * MAX_PORT_ADDRS + MAX_PORT_ADDRS + 1 + 7 + NETNS_NAME_MAX
+                + IFNAME_MAX
+                + 8
         );
     }
 }

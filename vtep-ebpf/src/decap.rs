@@ -22,7 +22,7 @@ use aya_ebpf::{
 use vtep_common::{
     counter, ecn,
     wire::{self, Decap, Reject, DECAP_MIN, ENCAP_LEN, ETH_LEN, ETH_P_IP, ETH_P_IPV6},
-    Config, MacVni, XdpHandoff, XDP_HANDOFF_MAGIC,
+    Addr, Config, MacVni, XdpHandoff, XDP_HANDOFF_MAGIC,
 };
 
 use crate::{
@@ -71,7 +71,7 @@ fn classify(
     {
         return Err(counter::PASS_NO_PORT);
     }
-    if !fdb::peer_allowed(cfg, d.vni, d.remote_ip) {
+    if !fdb::peer_allowed(cfg, d.vni, Addr::v4(d.remote_ip)) {
         return Err(counter::DROP_UNKNOWN_PEER);
     }
     Ok((d, delivery))
@@ -127,7 +127,7 @@ fn xdp_verdict(ctx: &XdpContext) -> Option<Verdict<u32>> {
         // XDP cannot copy a frame to several ports: the TC program behind it floods.
         _ => return None,
     };
-    fdb::learn(cfg, d.vni, d.inner_src, d.remote_ip);
+    fdb::learn(cfg, d.vni, d.inner_src, Addr::v4(d.remote_ip));
     if !apply_ecn(h) {
         return Some(Verdict::new(XDP_DROP, counter::DROP_ECN));
     }
@@ -223,7 +223,7 @@ fn tc_verdict(ctx: &TcContext) -> Verdict<i32> {
     };
     let mut inner_eth = [0u8; ETH_LEN];
     inner_eth.copy_from_slice(&h[ENCAP_LEN..]);
-    fdb::learn(cfg, d.vni, d.inner_src, d.remote_ip);
+    fdb::learn(cfg, d.vni, d.inner_src, Addr::v4(d.remote_ip));
     if let Delivery::Host = delivery {
         return Verdict::new(TC_ACT_OK, counter::PASS_NO_PORT);
     }

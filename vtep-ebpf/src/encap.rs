@@ -123,16 +123,17 @@ pub fn address(
     ctx: &TcContext,
     cfg: &Config,
     t: &Tunnel,
-    to: &Remote,
+    remote_ip: [u8; 4],
+    port: u16,
     macs: ([u8; 6], [u8; 6]),
 ) -> bool {
     let outer = wire::Outer {
         dst_mac: macs.0,
         src_mac: macs.1,
         src_ip: cfg.local_ip,
-        dst_ip: to.ip,
+        dst_ip: remote_ip,
         src_port: t.src_port,
-        dst_port: to.port,
+        dst_port: port,
         vni: t.vni,
         ttl: cfg.ttl,
         tos: t.tos,
@@ -222,7 +223,11 @@ pub fn unicast(
     if let Some(limit) = mtu::exceeded(ctx, cfg, eth) {
         return mtu::answer(ctx, from, eth, limit);
     }
-    let Some(hop) = next_hop(ctx, cfg, to.ip) else {
+    // IPv6 VTEPs are not reachable yet.
+    let Some(remote_ip) = to.ip.v4_octets() else {
+        return drop(counter::DROP_NO_ROUTE);
+    };
+    let Some(hop) = next_hop(ctx, cfg, remote_ip) else {
         return drop(counter::DROP_NO_ROUTE);
     };
     let tunnel = match open(ctx, cfg, vni, eth) {
@@ -237,7 +242,7 @@ pub fn unicast(
         } => (dst_mac, src_mac),
         NextHop::OnLink | NextHop::Unresolved => ([0; 6], [0; 6]),
     };
-    if !address(ctx, cfg, &tunnel, to, macs) {
+    if !address(ctx, cfg, &tunnel, remote_ip, to.port, macs) {
         return drop(counter::DROP_ENCAP_FAIL);
     }
     let rc = match hop {
@@ -248,7 +253,7 @@ pub fn unicast(
             let mut nh = RedirNeigh {
                 nh_family: AF_INET as u32,
                 __bindgen_anon_1: NextHopAddr {
-                    ipv6_nh: [u32::from_ne_bytes(to.ip), 0, 0, 0],
+                    ipv6_nh: [u32::from_ne_bytes(remote_ip), 0, 0, 0],
                 },
             };
             unsafe {

@@ -2,7 +2,7 @@
 //! plain lookups), and learning from received frames (the kernel vxlan device's `learning`).
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use vtep_common::{counter, wire, Config, FdbEntry, IpVni, MacVni};
+use vtep_common::{counter, wire, Addr, Config, FdbEntry, IpVni, MacVni};
 
 use crate::{
     maps::{FDB, LEARNED, LOCAL, PEERS},
@@ -28,14 +28,14 @@ pub fn learned(key: &MacVni, cfg: &Config) -> Option<FdbEntry> {
 
 /// True when `--strict-peers` lets VXLAN from `remote_ip` into `vni`.
 #[inline(always)]
-pub fn peer_allowed(cfg: &Config, vni: u32, remote_ip: [u8; 4]) -> bool {
+pub fn peer_allowed(cfg: &Config, vni: u32, remote_ip: Addr) -> bool {
     cfg.strict_peers == 0 || unsafe { PEERS.get(IpVni { ip: remote_ip, vni }) }.is_some()
 }
 
 /// Records that `src` in `vni` lives behind `remote_ip`. Never shadows a permanent entry
 /// or a MAC of a local port; a learned MAC seen behind another VTEP moves there.
 #[inline(always)]
-pub fn learn(cfg: &Config, vni: u32, src: [u8; 6], remote_ip: [u8; 4]) {
+pub fn learn(cfg: &Config, vni: u32, src: [u8; 6], remote_ip: Addr) {
     if cfg.learning == 0 || wire::is_multicast(&src) {
         return;
     }
@@ -63,6 +63,7 @@ pub fn learn(cfg: &Config, vni: u32, src: [u8; 6], remote_ip: [u8; 4]) {
         remote_ip,
         port: cfg.udp_port,
         flags: 0,
+        _pad: 0,
         seen_ns: now,
     };
     if LEARNED.insert(key, entry, 0).is_ok() {

@@ -140,9 +140,14 @@ extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
     }) else {
         return STOP;
     };
+    let Some(remote_ip) = remote.ip.v4_octets() else {
+        // IPv6 VTEPs are not reachable yet.
+        count(counter::DROP_NO_ROUTE);
+        return GO_ON;
+    };
     let ctx = TcContext::new(walk.skb);
     let (cfg, tunnel) = unsafe { (&*walk.cfg, &*walk.tunnel) };
-    let (macs, ifindex, flags) = match encap::next_hop(&ctx, cfg, remote.ip) {
+    let (macs, ifindex, flags) = match encap::next_hop(&ctx, cfg, remote_ip) {
         Some(NextHop::Resolved {
             ifindex,
             dst_mac,
@@ -154,7 +159,8 @@ extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
             return GO_ON;
         }
     };
-    if encap::address(&ctx, cfg, tunnel, remote, macs) && ctx.clone_redirect(ifindex, flags).is_ok()
+    if encap::address(&ctx, cfg, tunnel, remote_ip, remote.port, macs)
+        && ctx.clone_redirect(ifindex, flags).is_ok()
     {
         count(counter::FLOOD_REMOTE);
     }

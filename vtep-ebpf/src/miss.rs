@@ -3,7 +3,7 @@
 //! each (VNI, MAC or IP), so a flood of unknown destinations cannot bury the reader.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use vtep_common::{counter, Miss, MISS_FDB, MISS_INTERVAL_NS, MISS_NEIGH};
+use vtep_common::{counter, Addr, Miss, MISS_FDB, MISS_INTERVAL_NS, MISS_NEIGH};
 
 use crate::{
     maps::{MISSES, MISS_READER, MISS_SEEN},
@@ -42,15 +42,16 @@ pub fn fdb(vni: u32, ifindex: u32, mac: [u8; 6]) {
         kind: MISS_FDB,
         vni,
         ifindex,
-        ip: [0; 4],
+        ip: Addr::default(),
         mac,
         _pad: [0; 2],
     });
 }
 
-/// An ARP request for an IP the neighbour table cannot answer.
+/// An ARP request or neighbour solicitation for an address the neighbour table cannot
+/// answer.
 #[inline(always)]
-pub fn neigh(vni: u32, ifindex: u32, ip: [u8; 4]) {
+pub fn neigh(vni: u32, ifindex: u32, ip: Addr) {
     report(Miss {
         kind: MISS_NEIGH,
         vni,

@@ -5,7 +5,7 @@ use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
 use vtep_common::{
     counter,
     wire::{self, is_vlan, ARP_FRAME_LEN, ETH_LEN, ETH_P_ARP, ETH_P_IP, VLAN_LEN},
-    IpVni, MacVni, Port, Remote,
+    Addr, IpVni, MacVni, Port, Remote, MAX_PORT_ADDRS,
 };
 
 use crate::{
@@ -46,7 +46,7 @@ fn verdict(ctx: &TcContext) -> Verdict<i32> {
             Arp::Answered(verdict) => return verdict,
             Arp::Unknown(ip) if wire::is_multicast(&dst) => {
                 // The owner may still answer for itself: flood the request.
-                miss::neigh(vni, ifindex, ip);
+                miss::neigh(vni, ifindex, Addr::v4(ip));
                 return flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_ARP_MISS);
             }
             _ => {}
@@ -114,13 +114,20 @@ fn names_sender(ethertype: u16) -> bool {
 /// Whether the IPv4 or ARP header whose first 18 bytes are `l3` comes from the port.
 #[inline(always)]
 fn from_own_address(port: &Port, ethertype: u16, l3: &[u8; 18]) -> bool {
-    let own_ip = |ip: [u8; 4]| ip == port.ipv4 || ip == [0; 4];
+    let own_ip = |ip: [u8; 4]| ip == [0; 4] || owns(port, &Addr::v4(ip));
     if ethertype == ETH_P_IP {
         own_ip([l3[12], l3[13], l3[14], l3[15]])
     } else {
         // Sender hardware address, then sender protocol address.
         l3[8..14] == port.mac && own_ip([l3[14], l3[15], l3[16], l3[17]])
     }
+}
+
+/// Whether `addr` is one of the port's addresses.
+#[inline(always)]
+fn owns(port: &Port, addr: &Addr) -> bool {
+    let n = (port.n_addrs as usize).min(MAX_PORT_ADDRS);
+    port.addrs[..n].iter().any(|a| a == addr)
 }
 
 /// The last 18 bytes of a header view: the part of an IPv4 or ARP header that names the
@@ -148,7 +155,11 @@ fn proxy_arp(ctx: &TcContext, ifindex: u32, vni: u32) -> Arp {
     let Some(target) = wire::arp_request_target(frame) else {
         return Arp::Other;
     };
-    let Some(neigh) = (unsafe { NEIGH.get(IpVni { ip: target, vni }) }) else {
+    let key = IpVni {
+        ip: Addr::v4(target),
+        vni,
+    };
+    let Some(neigh) = (unsafe { NEIGH.get(key) }) else {
         return Arp::Unknown(target);
     };
     // Rewritten in place: the request becomes the reply.

@@ -1,7 +1,12 @@
 //! Typed command-line values (MAC, VNI, UDP port, IPv4 prefix, names) and the iproute2-style
 //! `KEYWORD VALUE` parser. Each parse error is one line naming the bad value.
 
-use std::{collections::BTreeMap, fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+    str::FromStr,
+};
 
 use anyhow::{anyhow, bail, Result};
 use vtep_common::{IFNAME_MAX, NETNS_NAME_MAX, VNI_MAX};
@@ -79,6 +84,18 @@ impl FromStr for UdpPort {
 pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr> {
     s.parse()
         .map_err(|_| anyhow!("invalid IPv4 address \"{s}\""))
+}
+
+/// An IPv4 or IPv6 address. IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is refused: the tables
+/// store IPv4 that way, and no real IPv6 packet carries such an address.
+pub fn parse_ip(s: &str) -> Result<IpAddr> {
+    match s.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() => {
+            bail!("invalid address \"{s}\" (IPv4-mapped IPv6; write the IPv4 address)")
+        }
+        Ok(ip) => Ok(ip),
+        Err(_) => bail!("invalid IP address \"{s}\""),
+    }
 }
 
 /// An interface address with its prefix, `12.12.12.2/24`.

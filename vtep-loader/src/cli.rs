@@ -1,7 +1,7 @@
 //! The `vtep` command line, after iproute2's grammar (`ip -n NETNS -j ...`,
 //! `bridge fdb add MAC dst IP vni N`).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -290,8 +290,8 @@ pub enum NeighCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct NeighArgs {
-    #[arg(value_parser = args::parse_ipv4)]
-    pub ip: Ipv4Addr,
+    #[arg(value_parser = args::parse_ip)]
+    pub ip: IpAddr,
     #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "lladdr MAC vni N")]
     pub rest: Vec<String>,
 }

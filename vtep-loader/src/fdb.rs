@@ -1,14 +1,14 @@
 //! `vtep fdb`: the forwarding database, like `bridge fdb ... dev vxlan1 self`. The all-zeros
 //! MAC names a VNI's flood list, as it does for the kernel's vxlan device.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
 use vtep_common::Remote;
 
 use crate::{
-    args::{parse_ipv4, Keywords, Mac, UdpPort, Vni},
+    args::{parse_ip, Keywords, Mac, UdpPort, Vni},
     cli::{FdbEntryArgs, FdbKeyArgs, FilterArgs},
     output,
     state::{FdbFilter, FdbOp, FdbRowKind, Origin, State},
@@ -19,7 +19,7 @@ const ZERO_MAC: [u8; 6] = [0; 6];
 
 pub async fn add(st: &mut State, args: &FdbEntryArgs, op: FdbOp) -> Result<()> {
     let kw = Keywords::parse(&args.rest, &["dst", "vni", "port"], &["extern_learn"])?;
-    let dst = kw.required("dst", parse_ipv4)?;
+    let dst = kw.required("dst", parse_ip)?;
     let vni = kw.required("vni", |s| s.parse::<Vni>())?.0;
     let port = kw.optional("port", |s| s.parse::<UdpPort>())?;
     if args.mac.0[0] & 1 == 1 {
@@ -36,7 +36,7 @@ pub async fn add(st: &mut State, args: &FdbEntryArgs, op: FdbOp) -> Result<()> {
         None => st.config()?.udp_port,
     };
     let remote = Remote {
-        ip: dst.octets(),
+        ip: dst.into(),
         port,
         flags: 0,
     };
@@ -52,7 +52,7 @@ pub async fn add(st: &mut State, args: &FdbEntryArgs, op: FdbOp) -> Result<()> {
 pub async fn del(st: &mut State, args: &FdbKeyArgs) -> Result<()> {
     let kw = Keywords::parse(&args.rest, &["vni", "dst"], &[])?;
     let vni = kw.required("vni", |s| s.parse::<Vni>())?.0;
-    let dst = kw.optional("dst", parse_ipv4)?;
+    let dst = kw.optional("dst", parse_ip)?;
     st.tables()?;
     if args.mac.0 == ZERO_MAC {
         return Ok(st.flood_del(vni, dst).await?);
@@ -75,7 +75,7 @@ fn filter(args: &FilterArgs) -> Result<FdbFilter> {
     }
     Ok(FdbFilter {
         vni: kw.optional("vni", |s| s.parse::<Vni>())?.map(|v| v.0),
-        dst: kw.optional("dst", parse_ipv4)?,
+        dst: kw.optional("dst", parse_ip)?,
         origin: origins.first().copied(),
     })
 }
@@ -94,7 +94,7 @@ struct FdbJson {
     ifname: Option<String>,
     flags: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    dst: Option<Ipv4Addr>,
+    dst: Option<IpAddr>,
     vni: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<u16>,

@@ -1,7 +1,7 @@
 //! `vtep monitor`: FDB and neighbour misses as they happen, read from the data path's ring
 //! buffer (the kernel vxlan device reports the same as l2miss/l3miss netlink events).
 
-use std::{collections::HashMap, fs::File, io::Write, net::Ipv4Addr};
+use std::{collections::HashMap, fs::File, io::Write, net::IpAddr};
 
 use anyhow::{anyhow, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
@@ -114,8 +114,8 @@ fn render(miss: &Miss, port: &str, json: bool) -> String {
     let fdb = miss.kind == MISS_FDB;
     match (json, fdb) {
         (true, true) => json!({"miss": "fdb", "lladdr": Mac(miss.mac).to_string(), "vni": miss.vni, "port": port}).to_string(),
-        (true, false) => json!({"miss": "neigh", "dst": Ipv4Addr::from(miss.ip), "vni": miss.vni, "port": port}).to_string(),
+        (true, false) => json!({"miss": "neigh", "dst": IpAddr::from(miss.ip), "vni": miss.vni, "port": port}).to_string(),
         (false, true) => format!("miss lladdr {} vni {} port {port}", Mac(miss.mac), miss.vni),
-        (false, false) => format!("miss {} vni {} port {port}", Ipv4Addr::from(miss.ip), miss.vni),
+        (false, false) => format!("miss {} vni {} port {port}", IpAddr::from(miss.ip), miss.vni),
     }
 }

@@ -1,13 +1,13 @@
 //! `vtep neigh`: the neighbour table the data path answers ARP from (the vxlan `proxy`
 //! behaviour, filled like `ip neigh add IP lladdr MAC dev vxlan1`).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::{
-    args::{parse_ipv4, BadInput, Keywords, Mac, Vni},
+    args::{parse_ip, BadInput, Keywords, Mac, Vni},
     cli::{FilterArgs, NeighArgs},
     output,
     state::{NeighRow, Origin, State},
@@ -33,7 +33,7 @@ pub fn del(st: &mut State, args: &NeighArgs) -> Result<()> {
 
 /// `[IP] [vni N] [permanent | extern_learn]`, as `ip neigh show|flush` take them.
 fn selected(st: &mut State, args: &FilterArgs) -> Result<Vec<NeighRow>> {
-    let (ip, rest) = match args.rest.first().map(|w| parse_ipv4(w)) {
+    let (ip, rest) = match args.rest.first().map(|w| parse_ip(w)) {
         Some(Ok(ip)) => (Some(ip), &args.rest[1..]),
         _ => (None, &args.rest[..]),
     };
@@ -66,7 +66,7 @@ pub fn flush(st: &mut State, args: &FilterArgs) -> Result<()> {
 /// A row of `neigh show`, with `ip -j neigh show`'s keys where the concept is the same.
 #[derive(Serialize)]
 struct NeighJson {
-    dst: Ipv4Addr,
+    dst: IpAddr,
     lladdr: String,
     state: [&'static str; 1],
     vni: u32,

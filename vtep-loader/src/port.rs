@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::{
-    args::{Ipv4Prefix, Mac},
+    args::Mac,
     output::{self, text_of},
     state::{PortHealth, State},
     topology::Netlink,
@@ -40,11 +40,12 @@ pub async fn show(st: &mut State, json: bool) -> Result<()> {
             netns: p.netns(),
             ifname: text_of(&p.port.ifname),
             mac: Mac(p.port.mac).to_string(),
-            addr: Ipv4Prefix {
-                addr: p.port.ipv4.into(),
-                len: p.port.prefix_len,
-            }
-            .to_string(),
+            addr: p
+                .port
+                .addresses()
+                .map(|(a, len)| format!("{a}/{len}"))
+                .collect::<Vec<_>>()
+                .join(","),
             vni: p.port.vni,
             mtu: p.port.mtu,
             host_ifname: p.host_ifname(),

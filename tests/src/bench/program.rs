@@ -21,6 +21,7 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use vtep_common::{
+    Addr,
     map_name,
     wire::{self, ARP_FRAME_LEN, ENCAP_LEN, ETH_LEN, IPV4_LEN, VXLAN_PORT},
     FdbEntry, IpVni, MacVni, NeighEntry,
@@ -413,7 +414,7 @@ fn fill_tables(dir: &Path, entries: u32) -> Result<()> {
         .get(&MacVni::new(REMOTE_MAC, VNI), 0)
         .context("the remote container's FDB entry")?;
     let remote_ip = IpVni {
-        ip: [12, 12, 12, 3],
+        ip: Addr::v4([12, 12, 12, 3]),
         vni: VNI,
     };
     let arp = neigh
@@ -425,7 +426,7 @@ fn fill_tables(dir: &Path, entries: u32) -> Result<()> {
         fdb.insert(MacVni::new(mac, VNI), remote, 0)
             .with_context(|| format!("adding FDB entry {i}"))?;
         let ip = IpVni {
-            ip: [10, b[1], b[2], b[3]],
+            ip: Addr::v4([10, b[1], b[2], b[3]]),
             vni: VNI,
         };
         neigh

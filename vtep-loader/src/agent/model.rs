@@ -7,10 +7,10 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::IpAddr,
 };
 
-use vtep_common::Remote;
+use vtep_common::{Addr, Remote};
 
 use super::records::{Kind, Record};
 use crate::{args::Mac, state::Want};
@@ -18,7 +18,7 @@ use crate::{args::Mac, state::Want};
 /// One node's claim on a MAC: its IP and when the claim was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Claim {
-    ip: Ipv4Addr,
+    ip: IpAddr,
     revision: i64,
 }
 
@@ -26,7 +26,7 @@ struct Claim {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
     Mac { vni: u32, mac: Mac },
-    Ip { vni: u32, ip: Ipv4Addr },
+    Ip { vni: u32, ip: IpAddr },
     Flood { vni: u32 },
 }
 
@@ -45,7 +45,7 @@ pub struct Model {
     floods: BTreeMap<u32, BTreeSet<String>>,
     macs: BTreeMap<(u32, Mac), BTreeMap<String, Claim>>,
     /// Which MACs claim an IP, to answer ARP for it.
-    ips: BTreeMap<(u32, Ipv4Addr), BTreeSet<Mac>>,
+    ips: BTreeMap<(u32, IpAddr), BTreeSet<Mac>>,
     /// Endpoint records of other nodes, kept as they come and go (counting them would
     /// walk every claim after each batch).
     remote_endpoints: usize,
@@ -78,7 +78,7 @@ impl Model {
         match record {
             Record::Vtep { addr, port } => {
                 let remote = Remote {
-                    ip: addr.octets(),
+                    ip: addr.into(),
                     port,
                     flags: 0,
                 };
@@ -277,7 +277,7 @@ mod tests {
 
     fn vtep(last: u8) -> Record {
         Record::Vtep {
-            addr: Ipv4Addr::new(192, 168, 104, last),
+            addr: IpAddr::from([192, 168, 104, last]),
             port: 4789,
         }
     }
@@ -286,12 +286,12 @@ mod tests {
         Record::Endpoint {
             vni: 42,
             mac: mac(m),
-            ip: Ipv4Addr::new(12, 12, 12, ip),
+            ip: IpAddr::from([12, 12, 12, ip]),
         }
     }
 
     /// Where an FDB want sends the MAC, if anywhere.
-    fn fdb_dst(want: Want) -> Option<[u8; 4]> {
+    fn fdb_dst(want: Want) -> Option<Addr> {
         match want {
             Want::Fdb { remote, .. } => remote.map(|r| r.ip),
             other => panic!("not an FDB want: {other:?}"),
@@ -305,12 +305,12 @@ mod tests {
         assert_eq!(fdb_dst(m.want(t[0])), None);
         let t = m.put("h2", vtep(3), 6);
         assert_eq!(t.len(), 2);
-        assert_eq!(fdb_dst(m.want(t[0])), Some([192, 168, 104, 3]));
+        assert_eq!(fdb_dst(m.want(t[0])), Some(Addr::v4([192, 168, 104, 3])));
         assert_eq!(
             m.want(t[1]),
             Want::Neigh {
                 vni: 42,
-                ip: Ipv4Addr::new(12, 12, 12, 3),
+                ip: IpAddr::from([12, 12, 12, 3]),
                 mac: Some(mac("02:00:00:00:00:03"))
             }
         );
@@ -329,7 +329,7 @@ mod tests {
             vni: 42,
             mac: mac("02:00:00:00:00:09"),
         };
-        assert_eq!(fdb_dst(m.want(target)), Some([192, 168, 104, 3]));
+        assert_eq!(fdb_dst(m.want(target)), Some(Addr::v4([192, 168, 104, 3])));
         let c = m.conflict(42, mac("02:00:00:00:00:09")).unwrap();
         assert_eq!(
             (c.winner.as_str(), c.losers),
@@ -343,7 +343,7 @@ mod tests {
                 mac: mac("02:00:00:00:00:09"),
             },
         );
-        assert_eq!(fdb_dst(m.want(target)), Some([192, 168, 104, 4]));
+        assert_eq!(fdb_dst(m.want(target)), Some(Addr::v4([192, 168, 104, 4])));
         assert!(m.conflict(42, mac("02:00:00:00:00:09")).is_none());
     }
 
@@ -359,7 +359,7 @@ mod tests {
         };
         assert_eq!(
             remotes.iter().map(|r| r.ip).collect::<Vec<_>>(),
-            vec![[192, 168, 104, 3]]
+            vec![Addr::v4([192, 168, 104, 3])]
         );
         let t = m.put("h1", endpoint("02:00:00:00:00:02", 2), 5);
         assert_eq!(fdb_dst(m.want(t[0])), None);

@@ -37,7 +37,7 @@ pub async fn own_records() -> StateResult<BTreeMap<Kind, Record>> {
             Record::Endpoint {
                 vni,
                 mac,
-                ip: p.port.ipv4.into(),
+                ip: p.port.addrs[0].into(),
             },
         ] {
             out.insert(r.kind(), r);

@@ -12,7 +12,7 @@
 //! the `vtep` record, so a node cannot point its endpoints at another node's address
 //! without also claiming that address as its own.
 
-use std::{fmt, net::Ipv4Addr};
+use std::{fmt, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,9 +24,9 @@ const VERSION: &str = "v1";
 /// What one key says, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
-    Vtep { addr: Ipv4Addr, port: u16 },
+    Vtep { addr: IpAddr, port: u16 },
     Flood { vni: u32 },
-    Endpoint { vni: u32, mac: Mac, ip: Ipv4Addr },
+    Endpoint { vni: u32, mac: Mac, ip: IpAddr },
 }
 
 /// A record's key without its value (what a delete event carries).
@@ -40,7 +40,7 @@ pub enum Kind {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VtepValue {
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
 }
 
@@ -51,7 +51,7 @@ struct FloodValue {}
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EndpointValue {
-    ip: Ipv4Addr,
+    ip: IpAddr,
 }
 
 /// The key space of one `--prefix`.
@@ -196,14 +196,14 @@ mod tests {
         let s = Schema::new("/vtep/");
         let records = [
             Record::Vtep {
-                addr: Ipv4Addr::new(192, 168, 104, 2),
+                addr: IpAddr::from([192, 168, 104, 2]),
                 port: 4789,
             },
             Record::Flood { vni: 42 },
             Record::Endpoint {
                 vni: 42,
                 mac: "02:42:c0:a8:00:02".parse().unwrap(),
-                ip: Ipv4Addr::new(12, 12, 12, 2),
+                ip: IpAddr::from([12, 12, 12, 2]),
             },
         ];
         for r in records {

@@ -4,7 +4,7 @@
 //! costs no write. Entries made by hand are never touched (a want that would overwrite one
 //! is refused and reported); a learned entry for a wanted MAC is replaced.
 
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{collections::BTreeSet, net::IpAddr};
 
 use vtep_common::{MacVni, Remote, MAX_FLOOD};
 
@@ -22,7 +22,7 @@ pub enum Want {
     },
     Neigh {
         vni: u32,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: Option<Mac>,
     },
     Flood {
@@ -160,7 +160,7 @@ impl State {
     fn control_neigh(
         &mut self,
         vni: u32,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         want: Option<Mac>,
         done: &mut Applied,
     ) -> StateResult<()> {
@@ -200,7 +200,7 @@ impl State {
             .copied()
             .collect();
         for r in &stale {
-            self.flood_del(vni, Some(Ipv4Addr::from(r.ip))).await?;
+            self.flood_del(vni, Some(IpAddr::from(r.ip))).await?;
             done.removed += 1;
         }
         let mut missing = 0;

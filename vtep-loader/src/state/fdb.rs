@@ -4,10 +4,10 @@
 //! so a writer killed between the two leaves at worst a peer counted once too often, which
 //! the next writer recounts from the journal.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::Serialize;
-use vtep_common::{FdbEntry, IpVni, MacVni, Remote, FDB_EXTERN, FDB_PERMANENT};
+use vtep_common::{Addr, FdbEntry, IpVni, MacVni, Remote, FDB_EXTERN, FDB_PERMANENT};
 
 use super::{full, ignore_missing, is_missing, monotonic_ns, State, StateError, StateResult};
 use crate::{args::Mac, lock::Step};
@@ -66,7 +66,7 @@ pub enum FdbOp {
 #[derive(Clone, Copy, Debug)]
 pub struct FloodEntry {
     pub vni: u32,
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub port: u16,
     pub origin: Origin,
 }
@@ -83,7 +83,7 @@ pub enum FdbRowKind {
 pub struct FdbRow {
     pub mac: Mac,
     pub vni: u32,
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub port: u16,
     pub origin: Origin,
     pub kind: FdbRowKind,
@@ -93,7 +93,7 @@ pub struct FdbRow {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FdbFilter {
     pub vni: Option<u32>,
-    pub dst: Option<Ipv4Addr>,
+    pub dst: Option<IpAddr>,
     pub origin: Option<Origin>,
 }
 
@@ -140,6 +140,7 @@ impl State {
                 remote_ip: remote.ip,
                 port: remote.port,
                 flags: origin.flags(),
+                _pad: 0,
                 seen_ns: 0,
             };
             s.peer_ref(vni, remote.ip, 1)?;
@@ -162,11 +163,11 @@ impl State {
 
     /// Deletes the entry `mac` in `vni` (permanent or learned), only if it points at `dst`
     /// when that is given.
-    pub async fn fdb_del(&mut self, mac: Mac, vni: u32, dst: Option<Ipv4Addr>) -> StateResult<()> {
+    pub async fn fdb_del(&mut self, mac: Mac, vni: u32, dst: Option<IpAddr>) -> StateResult<()> {
         self.step(Step::Tables, async |s| {
             let key = MacVni::new(mac.0, vni);
             let t = s.tables()?;
-            let matches = |e: &FdbEntry| dst.is_none_or(|d| d.octets() == e.remote_ip);
+            let matches = |e: &FdbEntry| dst.is_none_or(|d| Addr::from(d) == e.remote_ip);
             if let Some(entry) = t.fdb.get(&key, 0).ok().filter(matches) {
                 ignore_missing(t.fdb.remove(&key))?;
                 return s.peer_ref(vni, entry.remote_ip, -1);
@@ -194,7 +195,7 @@ impl State {
         self.step(Step::Tables, async |s| {
             let t = s.tables()?;
             let old: Vec<Remote> = t.members(vni)?;
-            let dst = Ipv4Addr::from(remote.ip);
+            let dst = IpAddr::from(remote.ip);
             if op == FdbOp::Add && !old.is_empty() {
                 return Err(StateError::Exists(format!(
                     "VNI {vni} already has a flood list (use `vtep fdb append` to add {dst})"
@@ -237,13 +238,13 @@ impl State {
     }
 
     /// Removes one VTEP from a VNI's flood list, or the whole list without `dst`.
-    pub async fn flood_del(&mut self, vni: u32, dst: Option<Ipv4Addr>) -> StateResult<()> {
+    pub async fn flood_del(&mut self, vni: u32, dst: Option<IpAddr>) -> StateResult<()> {
         self.step(Step::Tables, async |s| {
             let t = s.tables()?;
             if t.lists(vni).flood == 0 {
                 return Err(StateError::NotFound(format!("VNI {vni} has no flood list")));
             }
-            let gone = t.remove_where::<Remote>(vni, |r| dst.is_none_or(|d| r.ip == d.octets()))?;
+            let gone = t.remove_where::<Remote>(vni, |r| dst.is_none_or(|d| r.ip == Addr::from(d)))?;
             if let Some(dst) = dst.filter(|_| gone.is_empty()) {
                 return Err(StateError::NotFound(format!(
                     "{dst} is not in the flood list of VNI {vni}"
@@ -259,7 +260,7 @@ impl State {
 
     /// Counts how many FDB entries and flood-list slots name a VTEP: the set of peers
     /// `--strict-peers` accepts follows the tables without the data path searching them.
-    fn peer_ref(&mut self, vni: u32, ip: [u8; 4], delta: i32) -> StateResult<()> {
+    fn peer_ref(&mut self, vni: u32, ip: Addr, delta: i32) -> StateResult<()> {
         let t = self.tables()?;
         let key = IpVni { ip, vni };
         let refs = t
@@ -284,7 +285,7 @@ impl State {
             for r in t.members::<Remote>(vni)? {
                 out.push(FloodEntry {
                     vni,
-                    dst: Ipv4Addr::from(r.ip),
+                    dst: IpAddr::from(r.ip),
                     port: r.port,
                     origin: Origin::of_flags(r.flags | FDB_PERMANENT),
                 });
@@ -330,7 +331,7 @@ impl State {
             rows.push(FdbRow {
                 mac: Mac(k.mac),
                 vni: k.vni,
-                dst: Ipv4Addr::from(v.remote_ip),
+                dst: IpAddr::from(v.remote_ip),
                 port: v.port,
                 origin,
                 kind: FdbRowKind::Remote {

@@ -1,6 +1,6 @@
 //! The neighbour table the data path answers ARP from (the vxlan device's `proxy`).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use vtep_common::{IpVni, NeighEntry, NEIGH_EXTERN};
 
@@ -11,7 +11,7 @@ const BPF_NOEXIST: u64 = 1;
 
 #[derive(Clone, Copy, Debug)]
 pub struct NeighRow {
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub vni: u32,
     pub lladdr: Mac,
     pub origin: Origin,
@@ -30,7 +30,7 @@ impl State {
     /// the neighbour `ip` in `vni`. A control plane never overwrites an entry made by hand.
     pub fn neigh_set(
         &mut self,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         vni: u32,
         lladdr: Mac,
         origin: Origin,
@@ -38,7 +38,7 @@ impl State {
     ) -> StateResult<()> {
         let t = self.tables()?;
         let key = IpVni {
-            ip: ip.octets(),
+            ip: ip.into(),
             vni,
         };
         let old = t.neigh.get(&key, 0).ok();
@@ -70,10 +70,10 @@ impl State {
             .map_err(full("neighbour", size))
     }
 
-    pub fn neigh_del(&mut self, ip: Ipv4Addr, vni: u32) -> StateResult<()> {
+    pub fn neigh_del(&mut self, ip: IpAddr, vni: u32) -> StateResult<()> {
         let t = self.tables()?;
         let key = IpVni {
-            ip: ip.octets(),
+            ip: ip.into(),
             vni,
         };
         if t.neigh.get(&key, 0).is_err() {
@@ -85,9 +85,9 @@ impl State {
     }
 
     /// The neighbour `ip` in `vni`, if any, and who made it.
-    pub fn neigh_get(&mut self, ip: Ipv4Addr, vni: u32) -> StateResult<Option<(Mac, Origin)>> {
+    pub fn neigh_get(&mut self, ip: IpAddr, vni: u32) -> StateResult<Option<(Mac, Origin)>> {
         let key = IpVni {
-            ip: ip.octets(),
+            ip: ip.into(),
             vni,
         };
         Ok(self
@@ -106,7 +106,7 @@ impl State {
             .iter()
             .map(|e| {
                 e.map(|(k, v)| NeighRow {
-                    dst: Ipv4Addr::from(k.ip),
+                    dst: IpAddr::from(k.ip),
                     vni: k.vni,
                     lladdr: Mac(v.mac),
                     origin: origin_of(&v),

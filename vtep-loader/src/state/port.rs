@@ -4,7 +4,9 @@
 //! writer. Removal goes the other way: kernel objects first, the record last.
 
 use anyhow::{Context, Result};
-use vtep_common::{FdbEntry, MacVni, Port, IFNAME_MAX, MAX_VNI_PORTS, NETNS_NAME_MAX};
+use vtep_common::{
+    Addr, FdbEntry, MacVni, Port, IFNAME_MAX, MAX_PORT_ADDRS, MAX_VNI_PORTS, NETNS_NAME_MAX,
+};
 
 use super::{fdb::Origin, full, ignore_missing, State, StateError, StateResult};
 use crate::{
@@ -183,7 +185,7 @@ impl State {
                 "MAC {} has a permanent FDB entry in VNI {} (dst {}); delete it first",
                 req.mac,
                 req.vni,
-                std::net::Ipv4Addr::from(entry.remote_ip)
+                std::net::IpAddr::from(entry.remote_ip)
             )));
         }
         if existing.len() as u32 >= t.capacity.ports {
@@ -243,11 +245,12 @@ impl State {
             vni: req.vni,
             mac: req.mac.0,
             owns_netns: u8::from(create_netns),
-            prefix_len: req.addr.len,
-            ipv4: req.addr.addr.octets(),
+            n_addrs: 1,
+            addrs: addr_list([Addr::from(std::net::IpAddr::V4(req.addr.addr))]),
+            prefix_lens: addr_list([req.addr.len]),
             mtu: req.mtu,
             allow_spoofing: u8::from(req.allow_spoofing),
-            _pad: [0; 3],
+            _pad: [0; 7],
             netns: fixed::<NETNS_NAME_MAX>(&req.netns),
             ifname: fixed::<IFNAME_MAX>(&req.ifname),
             netns_cookie,
@@ -327,4 +330,11 @@ pub(super) async fn undo_add(s: &mut State, netns: &str, netns_existed: bool) ->
         remove_if_present(&netns::path(netns))?;
     }
     Ok(())
+}
+
+/// The port record's fixed-size list from the first items, the rest default.
+fn addr_list<T: Copy + Default, const N: usize>(items: [T; N]) -> [T; MAX_PORT_ADDRS] {
+    let mut list = [T::default(); MAX_PORT_ADDRS];
+    list[..N].copy_from_slice(&items);
+    list
 }

@@ -12,7 +12,7 @@ use aya::{
     maps::{HashMap, MapData},
     Pod,
 };
-use vtep_common::{Remote, Slot, VniLists, MAX_FLOOD, MAX_VNI_PORTS};
+use vtep_common::{Addr, Remote, Slot, VniLists, MAX_FLOOD, MAX_VNI_PORTS};
 
 use super::{full, ignore_missing, tables::Tables, StateError, StateResult};
 
@@ -24,7 +24,8 @@ pub(super) trait Member: Pod {
     fn len(lists: &mut VniLists) -> &mut u32;
     fn slots(t: &mut Tables) -> (&mut HashMap<MapData, Slot, Self>, u32);
     /// What makes two members the same (a VTEP's address, a port's ifindex).
-    fn id(&self) -> u32;
+    type Id: Eq + std::hash::Hash;
+    fn id(&self) -> Self::Id;
 }
 
 impl Member for Remote {
@@ -36,8 +37,9 @@ impl Member for Remote {
     fn slots(t: &mut Tables) -> (&mut HashMap<MapData, Slot, Self>, u32) {
         (&mut t.flood, t.capacity.flood_slots)
     }
-    fn id(&self) -> u32 {
-        u32::from_be_bytes(self.ip)
+    type Id = Addr;
+    fn id(&self) -> Addr {
+        self.ip
     }
 }
 
@@ -51,6 +53,7 @@ impl Member for u32 {
     fn slots(t: &mut Tables) -> (&mut HashMap<MapData, Slot, Self>, u32) {
         (&mut t.vni_ports, t.capacity.ports)
     }
+    type Id = u32;
     fn id(&self) -> u32 {
         *self
     }
