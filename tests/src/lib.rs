@@ -21,4 +21,4 @@ pub mod wait;
 
 pub use cmd::{run, vtep, vtep_bin};
 pub use netns::Netns;
-pub use scenario::{ping, Host, Overlay, Plain, Stack, Testbed};
+pub use scenario::{ping, Host, Overlay, Plain, Stack, Testbed, Underlay};

@@ -32,10 +32,24 @@ impl Stack {
     }
 }
 
+/// The underlay's address families: IPv4 (the reference scenario), IPv6 (2001:db8::2 and
+/// ::3 on the hosts' eth1s), or both on every host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Underlay {
+    V4,
+    V6,
+    Dual,
+}
+
 /// One simulated host and its container.
 pub struct Host {
     pub ns: String,
+    /// The host's IPv4 underlay address (192.168.104.(n+1)).
     pub ip: String,
+    /// The host's IPv6 underlay address (2001:db8::(n+1)), configured on IPv6 and dual
+    /// underlays.
+    pub ip6: String,
+    pub underlay: Underlay,
     pub container: String,
     pub container_ip: String,
     pub mac: String,
@@ -43,12 +57,14 @@ pub struct Host {
 }
 
 impl Host {
-    fn new(tag: &str, n: u8, stack: Stack) -> Self {
+    fn new(tag: &str, n: u8, stack: Stack, underlay: Underlay) -> Self {
         // Host n: underlay 192.168.104.(n+1), its first container 12.12.12.(n+1) with MAC
         // 02:42:c0:a8:00:(n+1), as in the reference scenario.
         Host {
             ns: format!("{tag}h{n}"),
             ip: format!("192.168.104.{}", n + 1),
+            ip6: format!("2001:db8::{:x}", n + 1),
+            underlay,
             container: format!("{tag}c{n}"),
             container_ip: format!("12.12.12.{}", n + 1),
             mac: format!("02:42:c0:a8:00:{:02x}", n + 1),
@@ -64,11 +80,31 @@ impl Host {
         ])
     }
 
+    /// The address other hosts' FDB entries point at: IPv6 on an IPv6 underlay, else IPv4.
+    pub fn vtep_ip(&self) -> &str {
+        match self.underlay {
+            Underlay::V6 => &self.ip6,
+            Underlay::V4 | Underlay::Dual => &self.ip,
+        }
+    }
+
+    /// `--local` for each address family of the underlay.
+    pub fn local_args(&self) -> Vec<&str> {
+        let mut args = Vec::new();
+        if self.underlay != Underlay::V6 {
+            args.extend(["--local", self.ip.as_str()]);
+        }
+        if self.underlay != Underlay::V4 {
+            args.extend(["--local", self.ip6.as_str()]);
+        }
+        args
+    }
+
     /// The reference scenario's vtep configuration on this host towards `p`: its container
     /// port, and the FDB and neighbour entries of `p`'s container, in VNI 42.
     pub fn reference_entries(&self, p: &Host) -> Result<()> {
         self.port(&self.container, &self.mac, &self.container_ip, 42)?;
-        self.vtep(&["fdb", "add", &p.mac, "dst", &p.ip, "vni", VNI])?;
+        self.vtep(&["fdb", "add", &p.mac, "dst", p.vtep_ip(), "vni", VNI])?;
         self.vtep(&[
             "neigh",
             "add",
@@ -81,10 +117,20 @@ impl Host {
         Ok(())
     }
 
-    /// Addresses and raises the host's underlay device `eth1` (made by the caller).
+    /// Addresses and raises the host's underlay device `eth1` (made by the caller). IPv6
+    /// addresses skip duplicate address detection, so they work at once.
     pub fn underlay_up(&self) -> Result<()> {
-        let addr = format!("{}/24", self.ip);
-        run("ip", &["-n", &self.ns, "addr", "add", &addr, "dev", "eth1"])?;
+        if self.underlay != Underlay::V6 {
+            let addr = format!("{}/24", self.ip);
+            run("ip", &["-n", &self.ns, "addr", "add", &addr, "dev", "eth1"])?;
+        }
+        if self.underlay != Underlay::V4 {
+            let addr = format!("{}/64", self.ip6);
+            run(
+                "ip",
+                &["-n", &self.ns, "addr", "add", &addr, "dev", "eth1", "nodad"],
+            )?;
+        }
         run("ip", &["-n", &self.ns, "link", "set", "eth1", "up"])?;
         Ok(())
     }
@@ -188,7 +234,12 @@ impl Testbed {
     /// The reference scenario: two hosts, one container each, static FDB and neighbour
     /// entries for each other, with the overlay each host's stack asks for.
     pub fn new(tag: &str, stacks: [Stack; 2]) -> Result<Self> {
-        let bed = Self::underlay(tag, stacks.to_vec())?;
+        Self::new_on(tag, stacks, Underlay::V4)
+    }
+
+    /// The reference scenario over an `underlay` of another family.
+    pub fn new_on(tag: &str, stacks: [Stack; 2], underlay: Underlay) -> Result<Self> {
+        let bed = Self::underlay_on(tag, stacks.to_vec(), underlay)?;
         bed.configure(0, 1)?;
         bed.configure(1, 0)?;
         Ok(bed)
@@ -198,10 +249,15 @@ impl Testbed {
     /// the vtep ones, no ports yet. Two hosts share a veth pair as their eth1s; more hang
     /// off a bridge in a switch namespace (the physical switch, not part of any overlay).
     pub fn underlay(tag: &str, stacks: Vec<Stack>) -> Result<Self> {
+        Self::underlay_on(tag, stacks, Underlay::V4)
+    }
+
+    /// The same on an underlay of `underlay`'s families (2001:db8::2, ::3, ... for IPv6).
+    pub fn underlay_on(tag: &str, stacks: Vec<Stack>, underlay: Underlay) -> Result<Self> {
         let hosts: Vec<Host> = stacks
             .into_iter()
             .zip(1..)
-            .map(|(s, n)| Host::new(tag, n, s))
+            .map(|(s, n)| Host::new(tag, n, s, underlay))
             .collect();
         let mut host_ns = Vec::new();
         for h in &hosts {
@@ -247,7 +303,8 @@ impl Testbed {
         for h in &bed.hosts {
             h.underlay_up()?;
             if let Stack::Vtep(extra) = &h.stack {
-                let mut up = vec!["up", "--dev", "eth1", "--local", h.ip.as_str()];
+                let mut up = vec!["up", "--dev", "eth1"];
+                up.extend(h.local_args());
                 up.extend(extra.iter().map(String::as_str));
                 h.vtep(&up)?;
             }
@@ -290,8 +347,20 @@ fn classic(h: &Host, p: &Host) -> Result<()> {
     run(
         "bridge",
         &[
-            "-n", host, "fdb", "add", &p.mac, "dev", "vxlan1", "self", "dst", &p.ip, "vni", VNI,
-            "port", "4789",
+            "-n",
+            host,
+            "fdb",
+            "add",
+            &p.mac,
+            "dev",
+            "vxlan1",
+            "self",
+            "dst",
+            p.vtep_ip(),
+            "vni",
+            VNI,
+            "port",
+            "4789",
         ],
     )?;
     run(
@@ -328,7 +397,7 @@ pub fn classic_flooding(h: &Host, peers: &[&Host]) -> Result<()> {
                 "dev",
                 "vxlan1",
                 "dst",
-                &p.ip,
+                p.vtep_ip(),
             ],
         )?;
     }
@@ -388,6 +457,10 @@ fn classic_devices(h: &Host, vxlan_opts: &[&str]) -> Result<()> {
         "-n", host, "link", "add", "dev", "vxlan1", "type", "vxlan", "id", VNI,
     ];
     vxlan.extend_from_slice(vxlan_opts);
+    if h.underlay == Underlay::V6 {
+        // A vxlan device's family is fixed when it is made: its local address says which.
+        vxlan.extend_from_slice(&["local", &h.ip6]);
+    }
     vxlan.extend_from_slice(&["dstport", "4789"]);
     run("ip", &vxlan)?;
     run("ip", &["-n", host, "link", "set", "veth1", "master", "br0"])?;

@@ -433,7 +433,15 @@ mod tests {
         assert_eq!(size_of::<NeighEntry>(), 8);
         assert_eq!(
             size_of::<Port>(),
-            4 + 6 + 1 + 1 + 4 + 16 * MAX_PORT_ADDRS + MAX_PORT_ADDRS + 1 + 7 + NETNS_NAME_MAX
+            4 + 6
+                + 1
+                + 1
+                + 4
+                + 16 * MAX_PORT_ADDRS
+                + MAX_PORT_ADDRS
+                + 1
+                + 7
+                + NETNS_NAME_MAX
                 + IFNAME_MAX
                 + 8
         );

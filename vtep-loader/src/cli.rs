@@ -1,7 +1,7 @@
 //! The `vtep` command line, after iproute2's grammar (`ip -n NETNS -j ...`,
 //! `bridge fdb add MAC dst IP vni N`).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -92,9 +92,11 @@ pub struct UpArgs {
     /// Underlay device VXLAN is sent and received on (required the first time).
     #[arg(long, value_parser = args::parse_ifname)]
     pub dev: Option<String>,
-    /// This VTEP's underlay address, the outer source IP (required the first time).
-    #[arg(long, value_parser = args::parse_ipv4)]
-    pub local: Option<Ipv4Addr>,
+    /// This VTEP's underlay address, the outer source IP (required the first time): IPv4 or
+    /// IPv6, or one of each (given twice) so one VNI can reach VTEPs of both families.
+    /// Given, it replaces the live addresses.
+    #[arg(long, value_parser = args::parse_ip, action = clap::ArgAction::Append)]
+    pub local: Vec<IpAddr>,
     /// UDP port VXLAN is received on, and the default destination port of FDB entries
     /// [default: 4789].
     #[arg(long, value_parser = |s: &str| s.parse::<UdpPort>())]
@@ -132,6 +134,20 @@ pub struct UpArgs {
     /// Accept VXLAN from any VTEP (the default).
     #[arg(long)]
     pub no_strict_peers: bool,
+    /// Send VXLAN over IPv6 with a zero UDP checksum (RFC 6935; the kernel's
+    /// `udp6zerocsumtx`). Off by default: the checksum is computed.
+    #[arg(long, conflicts_with = "no_udp6zerocsumtx")]
+    pub udp6zerocsumtx: bool,
+    /// Compute the UDP checksum of VXLAN over IPv6 (the default).
+    #[arg(long)]
+    pub no_udp6zerocsumtx: bool,
+    /// Accept VXLAN over IPv6 with a zero UDP checksum (RFC 6936; the kernel's
+    /// `udp6zerocsumrx`). Off by default: such frames are left to the host.
+    #[arg(long, conflicts_with = "no_udp6zerocsumrx")]
+    pub udp6zerocsumrx: bool,
+    /// Refuse VXLAN over IPv6 with a zero UDP checksum (the default).
+    #[arg(long)]
+    pub no_udp6zerocsumrx: bool,
     /// Most learned FDB entries kept (least recently used go first; permanent entries never)
     /// [default: 65536]. Fixed until `vtep down`.
     #[arg(long, value_parser = args::parse_capacity)]

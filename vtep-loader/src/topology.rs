@@ -1,12 +1,7 @@
 //! The netlink side of a port: veth pairs, addresses, link state, in whichever namespace the
 //! netlink socket was opened (a socket stays in the namespace it was created in).
 
-use std::{
-    fs::File,
-    io,
-    net::{IpAddr, Ipv4Addr},
-    os::fd::AsRawFd,
-};
+use std::{fs::File, io, net::IpAddr, os::fd::AsRawFd};
 
 use anyhow::{anyhow, Context, Result};
 use futures::TryStreamExt;
@@ -151,11 +146,11 @@ impl Netlink {
 
     /// The prefix length `addr` is configured with on this host, if it is one of its
     /// addresses.
-    pub async fn address_prefix(&self, addr: Ipv4Addr) -> Result<Option<u8>> {
+    pub async fn address_prefix(&self, addr: IpAddr) -> Result<Option<u8>> {
         let mut addrs = self.handle.address().get().execute();
         while let Some(msg) = addrs.try_next().await.context("listing addresses")? {
             let found = msg.attributes.iter().any(|a| {
-                matches!(a, AddressAttribute::Local(IpAddr::V4(a)) | AddressAttribute::Address(IpAddr::V4(a)) if *a == addr)
+                matches!(a, AddressAttribute::Local(a) | AddressAttribute::Address(a) if *a == addr)
             });
             if found {
                 return Ok(Some(msg.header.prefix_len));

@@ -2,7 +2,10 @@
 //! setup). `up` on a host that is already up is an upgrade: the maps stay, new programs take
 //! over every link atomically, and only the settings given change.
 
-use std::{fs, net::Ipv4Addr};
+use std::{
+    fs,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::programs::XdpMode;
@@ -38,19 +41,27 @@ pub async fn up(st: &mut State, args: &UpArgs) -> Result<()> {
         (None, Some(cfg)) => text_of(&cfg.underlay_name),
         (None, None) => bail!("missing --dev (the underlay device)"),
     };
-    let local = match (args.local, &current) {
-        (Some(local), _) => local,
-        (None, Some(cfg)) => Ipv4Addr::from(cfg.local_ip),
-        (None, None) => bail!("missing --local (this VTEP's underlay address)"),
+    let local = match (args.local.as_slice(), &current) {
+        ([], Some(cfg)) => Locals::of(cfg),
+        ([], None) => bail!("missing --local (this VTEP's underlay address)"),
+        (given, _) => Locals::given(given)?,
     };
     let nl = Netlink::connect()?;
     let ifindex = nl
         .ifindex(&dev)
         .await?
         .ok_or_else(|| anyhow!("device \"{dev}\" does not exist"))?;
-    let Some(prefix) = nl.address_prefix(local).await? else {
-        bail!("{local} is not an address of this host");
-    };
+    let mut prefix = Prefixes { v4: 0, v6: 0 };
+    for ip in local.each() {
+        let len = nl
+            .address_prefix(ip)
+            .await?
+            .ok_or_else(|| anyhow!("{ip} is not an address of this host"))?;
+        match ip {
+            IpAddr::V4(_) => prefix.v4 = len,
+            IpAddr::V6(_) => prefix.v6 = len,
+        }
+    }
     let (mtu, veth) = nl
         .mtu_and_veth(ifindex)
         .await?
@@ -85,14 +96,64 @@ pub async fn up(st: &mut State, args: &UpArgs) -> Result<()> {
     }
 }
 
+/// This VTEP's underlay addresses: one of each family at most.
+#[derive(Clone, Copy, Debug)]
+struct Locals {
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
+}
+
+/// Prefix lengths of the local addresses' subnets (0 for a family without one).
+#[derive(Clone, Copy, Debug)]
+struct Prefixes {
+    v4: u8,
+    v6: u8,
+}
+
+impl Locals {
+    fn given(ips: &[IpAddr]) -> Result<Self> {
+        let mut l = Locals { v4: None, v6: None };
+        for ip in ips {
+            let twice = match ip {
+                IpAddr::V4(v4) => l.v4.replace(*v4).is_some(),
+                IpAddr::V6(v6) => l.v6.replace(*v6).is_some(),
+            };
+            if twice {
+                bail!("--local takes one address of each family");
+            }
+            if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+                bail!("--local {ip} is not a unicast address a VTEP can send from");
+            }
+        }
+        Ok(l)
+    }
+
+    fn of(cfg: &Config) -> Self {
+        let v4 = Ipv4Addr::from(cfg.local_ip);
+        let v6 = Ipv6Addr::from(cfg.local_ip6);
+        Locals {
+            v4: (!v4.is_unspecified()).then_some(v4),
+            v6: (!v6.is_unspecified()).then_some(v6),
+        }
+    }
+
+    /// IPv4 first, then IPv6.
+    fn each(&self) -> impl Iterator<Item = IpAddr> {
+        self.v4
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(self.v6.map(IpAddr::V6))
+    }
+}
+
 /// The settings `up` asks for: each option given, else the live one, else the default.
 fn settings(
     args: &UpArgs,
     current: Option<&Config>,
     dev: &str,
-    local: Ipv4Addr,
+    local: Locals,
     ifindex: u32,
-    prefix: u8,
+    prefix: Prefixes,
 ) -> Result<Config> {
     let mut cfg = current.copied().unwrap_or(Config {
         udp_port: VXLAN_PORT,
@@ -103,11 +164,14 @@ fn settings(
         ageing_ns: 300 * 1_000_000_000,
         ..Config::default()
     });
-    cfg.local_ip = local.octets();
+    cfg.local_ip = local.v4.unwrap_or(Ipv4Addr::UNSPECIFIED).octets();
+    cfg.local_ip6 = local.v6.unwrap_or(Ipv6Addr::UNSPECIFIED).octets();
     cfg.underlay_ifindex = ifindex;
     cfg.underlay_name = fixed::<IFNAME_MAX>(dev);
-    cfg.onlink_prefix = prefix;
-    cfg.fib_ok = u8::from(forwarding(dev));
+    cfg.onlink_prefix = prefix.v4;
+    cfg.onlink_prefix6 = prefix.v6;
+    cfg.fib_ok = u8::from(forwarding("ipv4", dev));
+    cfg.fib6_ok = u8::from(forwarding("ipv6", dev));
     cfg.ready = 1;
     if let Some(p) = args.port {
         cfg.udp_port = p.0;
@@ -127,6 +191,12 @@ fn settings(
     if args.strict_peers || args.no_strict_peers {
         cfg.strict_peers = u8::from(args.strict_peers);
     }
+    if args.udp6zerocsumtx || args.no_udp6zerocsumtx {
+        cfg.udp6_zero_csum_tx = u8::from(args.udp6zerocsumtx);
+    }
+    if args.udp6zerocsumrx || args.no_udp6zerocsumrx {
+        cfg.udp6_zero_csum_rx = u8::from(args.udp6zerocsumrx);
+    }
     match args.tos {
         Some(Tos::Inherit) => (cfg.tos_inherit, cfg.tos) = (1, 0),
         Some(Tos::Fixed(t)) => (cfg.tos_inherit, cfg.tos) = (0, t),
@@ -142,10 +212,11 @@ fn settings(
     Ok(cfg)
 }
 
-/// IP forwarding on `dev` (read in the namespace this thread is in): only then does
-/// `bpf_fib_lookup` answer, and vtep uses it; otherwise the kernel resolves next hops.
-fn forwarding(dev: &str) -> bool {
-    fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{dev}/forwarding"))
+/// IP forwarding of `family` ("ipv4", "ipv6") on `dev` (read in the namespace this thread
+/// is in): only then does `bpf_fib_lookup` answer, and vtep uses it; otherwise the kernel
+/// resolves next hops.
+fn forwarding(family: &str, dev: &str) -> bool {
+    fs::read_to_string(format!("/proc/sys/net/{family}/conf/{dev}/forwarding"))
         .is_ok_and(|v| v.trim() == "1")
 }
 
@@ -283,7 +354,11 @@ struct Show {
     dev: String,
     ifindex: u32,
     attached: bool,
-    local: Ipv4Addr,
+    /// iproute2's keys for a vxlan device's local address of each family.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local: Option<Ipv4Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local6: Option<Ipv6Addr>,
     port: u16,
     decap: &'static str,
     learning: bool,
@@ -292,6 +367,8 @@ struct Show {
     tos: String,
     srcport: [u16; 2],
     strict_peers: bool,
+    udp6zerocsumtx: bool,
+    udp6zerocsumrx: bool,
     capacity: crate::state::Capacities,
     used: TableUse,
     layout: u32,
@@ -320,7 +397,8 @@ pub async fn show(st: &mut State, json: bool) -> Result<()> {
         dev,
         ifindex: cfg.underlay_ifindex,
         attached,
-        local: Ipv4Addr::from(cfg.local_ip),
+        local: Locals::of(&cfg).v4,
+        local6: Locals::of(&cfg).v6,
         port: cfg.udp_port,
         decap: match cfg.decap {
             DECAP_XDP_NATIVE => "xdp-native",
@@ -337,6 +415,8 @@ pub async fn show(st: &mut State, json: bool) -> Result<()> {
         },
         srcport: [cfg.srcport_min, cfg.srcport_max],
         strict_peers: cfg.strict_peers != 0,
+        udp6zerocsumtx: cfg.udp6_zero_csum_tx != 0,
+        udp6zerocsumrx: cfg.udp6_zero_csum_rx != 0,
         capacity: t.capacity,
         used,
         layout: LAYOUT_VERSION,
@@ -351,27 +431,39 @@ pub async fn show(st: &mut State, json: bool) -> Result<()> {
         return Ok(());
     }
     let on = |b: bool| if b { "on" } else { "off" };
+    let locals: Vec<String> = Locals::of(&cfg)
+        .each()
+        .map(|ip| format!("local {ip}"))
+        .collect();
     println!(
-        "vtep dev {} ({}) local {} port {} decap {}",
+        "vtep dev {} ({}) {} port {} decap {}",
         show.dev,
         if show.attached {
             "attached"
         } else {
             "DETACHED: run `vtep up` to attach again"
         },
-        show.local,
+        locals.join(" "),
         show.port,
         show.decap
     );
     println!(
-        "    learning {} ageing {} ttl {} tos {} srcport {} {} strict-peers {}",
+        "    learning {} ageing {} ttl {} tos {} srcport {} {} strict-peers {}{}",
         on(show.learning),
         show.ageing,
         show.ttl,
         show.tos,
         show.srcport[0],
         show.srcport[1],
-        on(show.strict_peers)
+        on(show.strict_peers),
+        match show.local6 {
+            Some(_) => format!(
+                " udp6zerocsumtx {} udp6zerocsumrx {}",
+                on(show.udp6zerocsumtx),
+                on(show.udp6zerocsumrx)
+            ),
+            None => String::new(),
+        }
     );
     let c = show.capacity;
     println!(

@@ -52,10 +52,22 @@ pub fn run(args: &[String]) -> Result<()> {
 /// xtask cannot: see xtask/Cargo.toml).
 fn control_plane_figures(quick: bool) -> Result<serde_json::Value> {
     let mut cmd = std::process::Command::new(env!("CARGO"));
-    cmd.args(["run", "--quiet", "--release", "-p", "vtep-testbed", "--bin", "control-plane-bench", "--"])
-        .current_dir(crate::workspace_root())
-        .env("VTEP_BIN", crate::workspace_root().join("target/release/vtep"))
-        .stderr(std::process::Stdio::inherit());
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "vtep-testbed",
+        "--bin",
+        "control-plane-bench",
+        "--",
+    ])
+    .current_dir(crate::workspace_root())
+    .env(
+        "VTEP_BIN",
+        crate::workspace_root().join("target/release/vtep"),
+    )
+    .stderr(std::process::Stdio::inherit());
     if quick {
         cmd.arg("--quick");
     }

@@ -21,10 +21,9 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use vtep_common::{
-    Addr,
     map_name,
     wire::{self, ARP_FRAME_LEN, ENCAP_LEN, ETH_LEN, IPV4_LEN, VXLAN_PORT},
-    FdbEntry, IpVni, MacVni, NeighEntry,
+    Addr, FdbEntry, IpVni, MacVni, NeighEntry,
 };
 
 use super::{

@@ -10,7 +10,7 @@ use std::{
     net::IpAddr,
 };
 
-use vtep_common::{Addr, Remote};
+use vtep_common::Remote;
 
 use super::records::{Kind, Record};
 use crate::{args::Mac, state::Want};
@@ -270,6 +270,7 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vtep_common::Addr;
 
     fn mac(s: &str) -> Mac {
         s.parse().unwrap()

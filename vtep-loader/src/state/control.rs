@@ -53,7 +53,10 @@ impl Applied {
 fn refusal(e: StateError) -> StateResult<String> {
     match e {
         StateError::Exists(m) | StateError::NotFound(m) => Ok(m),
-        e @ (StateError::Full { .. } | StateError::LocalMac { .. }) => Ok(e.to_string()),
+        e
+        @ (StateError::Full { .. } | StateError::LocalMac { .. } | StateError::NoLocal { .. }) => {
+            Ok(e.to_string())
+        }
         e => Err(e),
     }
 }

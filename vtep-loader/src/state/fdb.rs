@@ -116,6 +116,7 @@ impl State {
         op: FdbOp,
     ) -> StateResult<()> {
         self.step(Step::Tables, async |s| {
+            s.reachable(remote.ip)?;
             let t = s.tables()?;
             let key = MacVni::new(mac.0, vni);
             if t.local.get(&key, 0).is_ok() {
@@ -193,6 +194,7 @@ impl State {
         op: FdbOp,
     ) -> StateResult<()> {
         self.step(Step::Tables, async |s| {
+            s.reachable(remote.ip)?;
             let t = s.tables()?;
             let old: Vec<Remote> = t.members(vni)?;
             let dst = IpAddr::from(remote.ip);
@@ -244,7 +246,8 @@ impl State {
             if t.lists(vni).flood == 0 {
                 return Err(StateError::NotFound(format!("VNI {vni} has no flood list")));
             }
-            let gone = t.remove_where::<Remote>(vni, |r| dst.is_none_or(|d| r.ip == Addr::from(d)))?;
+            let gone =
+                t.remove_where::<Remote>(vni, |r| dst.is_none_or(|d| r.ip == Addr::from(d)))?;
             if let Some(dst) = dst.filter(|_| gone.is_empty()) {
                 return Err(StateError::NotFound(format!(
                     "{dst} is not in the flood list of VNI {vni}"
@@ -256,6 +259,23 @@ impl State {
             Ok(())
         })
         .await
+    }
+
+    /// A VTEP is reachable only from a local address of its own family (VXLAN carries no
+    /// family translation).
+    fn reachable(&mut self, ip: Addr) -> StateResult<()> {
+        let cfg = self.config()?;
+        let (family, local_set) = match ip.v4_octets() {
+            Some(_) => ("IPv4", cfg.local_ip != [0; 4]),
+            None => ("IPv6", cfg.local_ip6 != [0; 16]),
+        };
+        if local_set {
+            return Ok(());
+        }
+        Err(StateError::NoLocal {
+            family,
+            dst: ip.into(),
+        })
     }
 
     /// Counts how many FDB entries and flood-list slots name a VTEP: the set of peers

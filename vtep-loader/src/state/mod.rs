@@ -43,6 +43,11 @@ pub enum StateError {
     Full { table: &'static str, size: u32 },
     #[error("{mac} is a local port in VNI {vni}")]
     LocalMac { mac: Mac, vni: u32 },
+    #[error("no local {family} address to reach {dst} from (give one with `vtep up --local`)")]
+    NoLocal {
+        family: &'static str,
+        dst: std::net::IpAddr,
+    },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }

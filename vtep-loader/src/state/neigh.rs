@@ -37,10 +37,7 @@ impl State {
         replace: bool,
     ) -> StateResult<()> {
         let t = self.tables()?;
-        let key = IpVni {
-            ip: ip.into(),
-            vni,
-        };
+        let key = IpVni { ip: ip.into(), vni };
         let old = t.neigh.get(&key, 0).ok();
         if let Some(old) = old {
             if !replace {
@@ -72,10 +69,7 @@ impl State {
 
     pub fn neigh_del(&mut self, ip: IpAddr, vni: u32) -> StateResult<()> {
         let t = self.tables()?;
-        let key = IpVni {
-            ip: ip.into(),
-            vni,
-        };
+        let key = IpVni { ip: ip.into(), vni };
         if t.neigh.get(&key, 0).is_err() {
             return Err(StateError::NotFound(format!(
                 "no neighbour {ip} in VNI {vni}"
@@ -86,10 +80,7 @@ impl State {
 
     /// The neighbour `ip` in `vni`, if any, and who made it.
     pub fn neigh_get(&mut self, ip: IpAddr, vni: u32) -> StateResult<Option<(Mac, Origin)>> {
-        let key = IpVni {
-            ip: ip.into(),
-            vni,
-        };
+        let key = IpVni { ip: ip.into(), vni };
         Ok(self
             .tables()?
             .neigh
