@@ -6,7 +6,7 @@ use std::collections::HashMap as StdHashMap;
 
 use anyhow::{bail, Context, Result};
 use aya::{
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf},
     Pod,
 };
 use serde::Serialize;
@@ -83,8 +83,22 @@ impl Opener<'_> {
         expect: Option<u32>,
     ) -> Result<(HashMap<MapData, K, V>, u32)> {
         let (map, size) = self.map(name, expect)?;
-        let typed = HashMap::try_from(map)
-            .with_context(|| format!("pinned map {name} has another layout"))?;
+        let typed = HashMap::try_from(map).map_err(|e| {
+            anyhow::anyhow!(
+                "pinned map {name} has another layout ({}): the state was made by another vtep; \
+                 take it down with that vtep, or unpin {} (rm -r)",
+                match e {
+                    MapError::InvalidKeySize { size, expected } => format!(
+                        "key size {expected}, this vtep's is {size}"
+                    ),
+                    MapError::InvalidValueSize { size, expected } => format!(
+                        "value size {expected}, this vtep's is {size}"
+                    ),
+                    e => e.to_string(),
+                },
+                self.pins.dir.display()
+            )
+        })?;
         Ok((typed, size))
     }
 }
