@@ -15,11 +15,29 @@ use vtep_common::Remote;
 use super::records::{Kind, Record};
 use crate::{args::Mac, state::Want};
 
-/// One node's claim on a MAC: its IP and when the claim was made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One node's claim on a MAC: its addresses and when the claim was made.
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Claim {
-    ip: IpAddr,
+    ips: Vec<IpAddr>,
     revision: i64,
+}
+
+/// The address families this host has a local address for: a remote VTEP is reached at its
+/// address of one of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Families {
+    pub v4: bool,
+    pub v6: bool,
+}
+
+impl Families {
+    fn reach(&self, ip: IpAddr) -> bool {
+        if ip.is_ipv4() {
+            self.v4
+        } else {
+            self.v6
+        }
+    }
 }
 
 /// A key of the tables that records feed.
@@ -41,6 +59,7 @@ pub struct Conflict {
 
 pub struct Model {
     me: String,
+    local: Families,
     vteps: BTreeMap<String, Remote>,
     floods: BTreeMap<u32, BTreeSet<String>>,
     macs: BTreeMap<(u32, Mac), BTreeMap<String, Claim>>,
@@ -55,9 +74,10 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn new(me: &str) -> Self {
+    pub fn new(me: &str, local: Families) -> Self {
         Model {
             me: me.to_string(),
+            local,
             vteps: BTreeMap::new(),
             floods: BTreeMap::new(),
             macs: BTreeMap::new(),
@@ -76,29 +96,40 @@ impl Model {
             owned.insert(record.kind());
         }
         match record {
-            Record::Vtep { addr, port } => {
-                let remote = Remote {
-                    ip: addr.into(),
-                    port,
-                    flags: 0,
-                };
-                self.vteps.insert(node.to_string(), remote);
+            Record::Vtep { addr, addr6, port } => {
+                // IPv4 when both ends have it; a node this host has no family in common
+                // with has no VTEP here, so its endpoints are not programmed.
+                let reachable = [Some(addr), addr6.map(IpAddr::V6)]
+                    .into_iter()
+                    .flatten()
+                    .find(|&a| self.local.reach(a));
+                if let Some(ip) = reachable {
+                    let remote = Remote {
+                        ip: ip.into(),
+                        port,
+                        flags: 0,
+                    };
+                    self.vteps.insert(node.to_string(), remote);
+                }
                 touched.extend(self.targets_of(node));
             }
             Record::Flood { vni } => {
                 self.floods.entry(vni).or_default().insert(node.to_string());
                 touched.push(Target::Flood { vni });
             }
-            Record::Endpoint { vni, mac, ip } => {
-                self.macs
-                    .entry((vni, mac))
-                    .or_default()
-                    .insert(node.to_string(), Claim { ip, revision });
+            Record::Endpoint { vni, mac, ips } => {
                 if node != self.me {
                     self.remote_endpoints += 1;
                 }
-                self.ips.entry((vni, ip)).or_default().insert(mac);
-                touched.extend([Target::Mac { vni, mac }, Target::Ip { vni, ip }]);
+                touched.push(Target::Mac { vni, mac });
+                for &ip in &ips {
+                    self.ips.entry((vni, ip)).or_default().insert(mac);
+                    touched.push(Target::Ip { vni, ip });
+                }
+                self.macs
+                    .entry((vni, mac))
+                    .or_default()
+                    .insert(node.to_string(), Claim { ips, revision });
             }
         }
         touched
@@ -140,20 +171,24 @@ impl Model {
                 if claims.is_empty() {
                     self.macs.remove(&(vni, mac));
                 }
-                // The IP may still be claimed for this MAC by another node.
-                if !self
-                    .macs
-                    .get(&(vni, mac))
-                    .is_some_and(|c| c.values().any(|c| c.ip == old.ip))
-                {
-                    if let Some(macs) = self.ips.get_mut(&(vni, old.ip)) {
-                        macs.remove(&mac);
-                        if macs.is_empty() {
-                            self.ips.remove(&(vni, old.ip));
+                let mut touched = vec![Target::Mac { vni, mac }];
+                for ip in old.ips {
+                    // The IP may still be claimed for this MAC by another node.
+                    if !self
+                        .macs
+                        .get(&(vni, mac))
+                        .is_some_and(|c| c.values().any(|c| c.ips.contains(&ip)))
+                    {
+                        if let Some(macs) = self.ips.get_mut(&(vni, ip)) {
+                            macs.remove(&mac);
+                            if macs.is_empty() {
+                                self.ips.remove(&(vni, ip));
+                            }
                         }
                     }
+                    touched.push(Target::Ip { vni, ip });
                 }
-                vec![Target::Mac { vni, mac }, Target::Ip { vni, ip: old.ip }]
+                touched
             }
         }
     }
@@ -167,7 +202,8 @@ impl Model {
                 Kind::Endpoint { vni, mac } => {
                     out.push(Target::Mac { vni, mac });
                     let claim = self.macs.get(&(vni, mac)).and_then(|c| c.get(node));
-                    out.extend(claim.map(|c| Target::Ip { vni, ip: c.ip }));
+                    let ips = claim.into_iter().flat_map(|c| &c.ips);
+                    out.extend(ips.map(|&ip| Target::Ip { vni, ip }));
                 }
                 Kind::Vtep => {}
             }
@@ -184,21 +220,21 @@ impl Model {
     }
 
     /// The claims on (VNI, MAC) of nodes with a VTEP record (or this node), best first.
-    fn ranked(&self, vni: u32, mac: Mac) -> Vec<(&str, Claim)> {
-        let mut claims: Vec<(&str, Claim)> = self
+    fn ranked(&self, vni: u32, mac: Mac) -> Vec<(&str, &Claim)> {
+        let mut claims: Vec<(&str, &Claim)> = self
             .macs
             .get(&(vni, mac))
             .into_iter()
             .flatten()
             .filter(|(node, _)| **node == self.me || self.vteps.contains_key(*node))
-            .map(|(node, c)| (node.as_str(), *c))
+            .map(|(node, c)| (node.as_str(), c))
             .collect();
         claims.sort_by(|a, b| (b.1.revision, b.0).cmp(&(a.1.revision, a.0)));
         claims
     }
 
     /// The winning claim on (VNI, MAC) and its node.
-    fn winner(&self, vni: u32, mac: Mac) -> Option<(&str, Claim)> {
+    fn winner(&self, vni: u32, mac: Mac) -> Option<(&str, &Claim)> {
         self.ranked(vni, mac).into_iter().next()
     }
 
@@ -236,7 +272,7 @@ impl Model {
                     .flatten()
                     .filter_map(|&mac| {
                         self.winner(vni, mac)
-                            .filter(|(_, c)| c.ip == ip)
+                            .filter(|(_, c)| c.ips.contains(&ip))
                             .map(|(node, c)| (c.revision, node, mac))
                     })
                     .max();
@@ -276,9 +312,15 @@ mod tests {
         s.parse().unwrap()
     }
 
+    const V4: Families = Families {
+        v4: true,
+        v6: false,
+    };
+
     fn vtep(last: u8) -> Record {
         Record::Vtep {
             addr: IpAddr::from([192, 168, 104, last]),
+            addr6: None,
             port: 4789,
         }
     }
@@ -287,7 +329,7 @@ mod tests {
         Record::Endpoint {
             vni: 42,
             mac: mac(m),
-            ip: IpAddr::from([12, 12, 12, ip]),
+            ips: vec![IpAddr::from([12, 12, 12, ip])],
         }
     }
 
@@ -301,7 +343,7 @@ mod tests {
 
     #[test]
     fn a_remote_endpoint_wants_an_fdb_and_a_neighbour_entry_once_its_node_has_a_vtep() {
-        let mut m = Model::new("h1");
+        let mut m = Model::new("h1", V4);
         let t = m.put("h2", endpoint("02:00:00:00:00:03", 3), 5);
         assert_eq!(fdb_dst(m.want(t[0])), None);
         let t = m.put("h2", vtep(3), 6);
@@ -321,7 +363,7 @@ mod tests {
 
     #[test]
     fn the_newest_claim_wins_and_the_conflict_is_seen() {
-        let mut m = Model::new("h1");
+        let mut m = Model::new("h1", V4);
         m.put("h2", vtep(3), 1);
         m.put("h3", vtep(4), 2);
         m.put("h3", endpoint("02:00:00:00:00:09", 9), 10);
@@ -350,7 +392,7 @@ mod tests {
 
     #[test]
     fn own_records_want_nothing_and_flood_lists_name_only_other_nodes() {
-        let mut m = Model::new("h1");
+        let mut m = Model::new("h1", V4);
         m.put("h1", vtep(2), 1);
         m.put("h2", vtep(3), 2);
         m.put("h1", Record::Flood { vni: 42 }, 3);
@@ -365,5 +407,57 @@ mod tests {
         let t = m.put("h1", endpoint("02:00:00:00:00:02", 2), 5);
         assert_eq!(fdb_dst(m.want(t[0])), None);
         assert!(matches!(m.want(t[1]), Want::Neigh { mac: None, .. }));
+    }
+
+    #[test]
+    fn every_address_of_an_endpoint_gets_a_neighbour_and_a_vtep_is_reached_in_a_shared_family() {
+        let dual = Record::Vtep {
+            addr: IpAddr::from([192, 168, 104, 3]),
+            addr6: Some("2001:db8::3".parse().unwrap()),
+            port: 4789,
+        };
+        let v6: IpAddr = "fd00:12::3".parse().unwrap();
+        let ep = Record::Endpoint {
+            vni: 42,
+            mac: mac("02:00:00:00:00:03"),
+            ips: vec![IpAddr::from([12, 12, 12, 3]), v6],
+        };
+        for (local, dst) in [
+            (V4, Some(Addr::v4([192, 168, 104, 3]))),
+            (
+                Families { v4: false, v6: true },
+                Some(Addr::v6("2001:db8::3".parse::<std::net::Ipv6Addr>().unwrap().octets())),
+            ),
+            (Families { v4: true, v6: true }, Some(Addr::v4([192, 168, 104, 3]))),
+            (Families::default(), None),
+        ] {
+            let mut m = Model::new("h1", local);
+            m.put("h2", dual.clone(), 1);
+            let t = m.put("h2", ep.clone(), 2);
+            assert_eq!(t.len(), 3, "the MAC and both addresses");
+            assert_eq!(fdb_dst(m.want(t[0])), dst, "{local:?}");
+            if dst.is_some() {
+                assert_eq!(
+                    m.want(t[2]),
+                    Want::Neigh {
+                        vni: 42,
+                        ip: v6,
+                        mac: Some(mac("02:00:00:00:00:03"))
+                    }
+                );
+            }
+            // Withdrawn: both addresses go.
+            let gone = m.delete(
+                "h2",
+                Kind::Endpoint {
+                    vni: 42,
+                    mac: mac("02:00:00:00:00:03"),
+                },
+            );
+            assert!(gone.iter().all(|&t| matches!(
+                m.want(t),
+                Want::Neigh { mac: None, .. } | Want::Fdb { remote: None, .. }
+            )));
+        }
     }
 }

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::{
     etcd::rpc,
-    model::{Model, Target},
+    model::{Families, Model, Target},
     records::{Kind, Record, Schema},
     status::Status,
 };
@@ -37,7 +37,7 @@ impl Programmer {
     pub fn new(schema: Schema, me: &str) -> Self {
         Programmer {
             schema,
-            model: Model::new(me),
+            model: Model::new(me, Families::default()),
             me: me.to_string(),
             reported: BTreeSet::new(),
         }
@@ -50,7 +50,9 @@ impl Programmer {
         let opts = GetOptions::new().with_prefix();
         let resp = rpc(client.get(self.schema.nodes.clone(), Some(opts))).await?;
         let revision = resp.header().map_or(0, |h| h.revision());
-        self.model = Model::new(&self.me);
+        // A node's VTEP address is chosen by the families this host has a local address
+        // for, read at every list (`vtep up --local` changes them).
+        self.model = Model::new(&self.me, local_families().await?);
         self.reported.clear();
         let mut nodes = BTreeSet::new();
         for kv in resp.kvs() {
@@ -161,4 +163,13 @@ impl Programmer {
         }
         status.refused(done.refused.len());
     }
+}
+
+/// The address families of this host's local VTEP addresses.
+async fn local_families() -> Result<Families> {
+    let cfg = State::open(Access::Read).await?.config()?;
+    Ok(Families {
+        v4: cfg.local_ip != [0; 4],
+        v6: cfg.local_ip6 != [0; 16],
+    })
 }

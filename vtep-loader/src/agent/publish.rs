@@ -25,8 +25,17 @@ pub async fn own_records() -> StateResult<BTreeMap<Kind, Record>> {
     let mut st = State::open(Access::Read).await?;
     let cfg = st.config()?;
     let mut out = BTreeMap::new();
+    let (v4, v6) = (
+        std::net::Ipv4Addr::from(cfg.local_ip),
+        std::net::Ipv6Addr::from(cfg.local_ip6),
+    );
     let vtep = Record::Vtep {
-        addr: cfg.local_ip.into(),
+        addr: if v4.is_unspecified() {
+            v6.into()
+        } else {
+            v4.into()
+        },
+        addr6: (!v4.is_unspecified() && !v6.is_unspecified()).then_some(v6),
         port: cfg.udp_port,
     };
     out.insert(vtep.kind(), vtep);
@@ -37,7 +46,7 @@ pub async fn own_records() -> StateResult<BTreeMap<Kind, Record>> {
             Record::Endpoint {
                 vni,
                 mac,
-                ip: p.port.addrs[0].into(),
+                ips: p.port.addresses().map(|(a, _)| a.into()).collect(),
             },
         ] {
             out.insert(r.kind(), r);
@@ -136,8 +145,14 @@ fn describe(kind: &Kind) -> String {
 
 fn describe_record(r: &Record) -> String {
     match r {
-        Record::Vtep { addr, port } => format!("the VTEP record {addr} port {port}"),
-        Record::Endpoint { vni, mac, ip } => format!("endpoint {mac} {ip} vni {vni}"),
+        Record::Vtep { addr, addr6, port } => match addr6 {
+            Some(v6) => format!("the VTEP record {addr} {v6} port {port}"),
+            None => format!("the VTEP record {addr} port {port}"),
+        },
+        Record::Endpoint { vni, mac, ips } => {
+            let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+            format!("endpoint {mac} {} vni {vni}", ips.join(","))
+        }
         Record::Flood { .. } => describe(&r.kind()),
     }
 }

@@ -3,16 +3,24 @@
 //! let a node write only its own):
 //!
 //! - `vtep`: the node's VTEP, `{"addr":"192.168.104.2","port":4789}` (the next hop and
-//!   originator every route of the node carries);
+//!   originator every route of the node carries); a node with a local address of each
+//!   family adds `"addr6":"2001:db8::2"`, and every other node tunnels to the one of a family
+//!   it has a local address for;
 //! - `flood/VNI`: the node has ports in VNI and wants its broadcast, `{}` (type 3,
 //!   inclusive multicast Ethernet tag);
-//! - `endpoints/VNI/MAC`: a port, `{"ip":"12.12.12.2"}` (type 2, MAC/IP advertisement).
+//! - `endpoints/VNI/MAC`: a port, `{"ip":"12.12.12.2"}` (type 2, MAC/IP advertisement); a
+//!   port with several addresses (IPv6 ones, its link-local one) lists them all in `ips`,
+//!   `{"ip":"12.12.12.2","ips":["12.12.12.2","fd00:12::2"]}`, `ip` being the first (a
+//!   port with one address writes only `ip`, as before).
 //!
 //! Every record of a node hangs on the node's one lease. The VTEP address lives only in
 //! the `vtep` record, so a node cannot point its endpoints at another node's address
 //! without also claiming that address as its own.
 
-use std::{fmt, net::IpAddr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv6Addr},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,9 +32,21 @@ const VERSION: &str = "v1";
 /// What one key says, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
-    Vtep { addr: IpAddr, port: u16 },
-    Flood { vni: u32 },
-    Endpoint { vni: u32, mac: Mac, ip: IpAddr },
+    /// `addr6` only beside an IPv4 `addr`: a node with a local address of each family.
+    Vtep {
+        addr: IpAddr,
+        addr6: Option<Ipv6Addr>,
+        port: u16,
+    },
+    Flood {
+        vni: u32,
+    },
+    /// The port's addresses, at least one, in the port's order.
+    Endpoint {
+        vni: u32,
+        mac: Mac,
+        ips: Vec<IpAddr>,
+    },
 }
 
 /// A record's key without its value (what a delete event carries).
@@ -41,6 +61,8 @@ pub enum Kind {
 #[serde(deny_unknown_fields)]
 struct VtepValue {
     addr: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    addr6: Option<Ipv6Addr>,
     port: u16,
 }
 
@@ -52,6 +74,8 @@ struct FloodValue {}
 #[serde(deny_unknown_fields)]
 struct EndpointValue {
     ip: IpAddr,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ips: Vec<IpAddr>,
 }
 
 /// The key space of one `--prefix`.
@@ -118,11 +142,17 @@ impl Schema {
         let record = match kind {
             Kind::Vtep => {
                 let v: VtepValue = serde_json::from_slice(value).map_err(bad)?;
-                if v.addr.is_unspecified() || v.addr.is_multicast() || v.port == 0 {
+                let unusable = |a: IpAddr| a.is_unspecified() || a.is_multicast();
+                if unusable(v.addr) || v.addr6.is_some_and(|a| unusable(a.into())) || v.port == 0
+                {
                     return Err(Malformed(format!("not a VTEP: {}:{}", v.addr, v.port)));
+                }
+                if v.addr6.is_some() && v.addr.is_ipv6() {
+                    return Err(Malformed("addr6 beside an IPv6 addr".into()));
                 }
                 Record::Vtep {
                     addr: v.addr,
+                    addr6: v.addr6,
                     port: v.port,
                 }
             }
@@ -132,7 +162,14 @@ impl Schema {
             }
             Kind::Endpoint { vni, mac } => {
                 let v: EndpointValue = serde_json::from_slice(value).map_err(bad)?;
-                Record::Endpoint { vni, mac, ip: v.ip }
+                let ips = if v.ips.is_empty() { vec![v.ip] } else { v.ips };
+                let unique = ips.iter().collect::<std::collections::BTreeSet<_>>().len();
+                if ips[0] != v.ip || unique != ips.len() {
+                    return Err(Malformed(
+                        "ips must start with ip and list each address once".into(),
+                    ));
+                }
+                Record::Endpoint { vni, mac, ips }
             }
         };
         Ok((node, record))
@@ -149,10 +186,16 @@ impl Record {
     }
 
     pub fn value(&self) -> String {
-        let json = match *self {
-            Record::Vtep { addr, port } => serde_json::to_string(&VtepValue { addr, port }),
+        let json = match self {
+            &Record::Vtep { addr, addr6, port } => {
+                serde_json::to_string(&VtepValue { addr, addr6, port })
+            }
             Record::Flood { .. } => serde_json::to_string(&FloodValue {}),
-            Record::Endpoint { ip, .. } => serde_json::to_string(&EndpointValue { ip }),
+            Record::Endpoint { ips, .. } => serde_json::to_string(&EndpointValue {
+                ip: ips[0],
+                // A single address keeps the record as readers of one address know it.
+                ips: if ips.len() > 1 { ips.clone() } else { Vec::new() },
+            }),
         };
         json.unwrap_or_default()
     }
@@ -197,13 +240,32 @@ mod tests {
         let records = [
             Record::Vtep {
                 addr: IpAddr::from([192, 168, 104, 2]),
+                addr6: None,
+                port: 4789,
+            },
+            Record::Vtep {
+                addr: IpAddr::from([192, 168, 104, 2]),
+                addr6: Some("2001:db8::2".parse().unwrap()),
+                port: 4789,
+            },
+            Record::Vtep {
+                addr: "2001:db8::2".parse().unwrap(),
+                addr6: None,
                 port: 4789,
             },
             Record::Flood { vni: 42 },
             Record::Endpoint {
                 vni: 42,
                 mac: "02:42:c0:a8:00:02".parse().unwrap(),
-                ip: IpAddr::from([12, 12, 12, 2]),
+                ips: vec![IpAddr::from([12, 12, 12, 2])],
+            },
+            Record::Endpoint {
+                vni: 42,
+                mac: "02:42:c0:a8:00:02".parse().unwrap(),
+                ips: vec![
+                    IpAddr::from([12, 12, 12, 2]),
+                    "fd00:12::2".parse().unwrap(),
+                ],
             },
         ];
         for r in records {
@@ -226,6 +288,14 @@ mod tests {
             (
                 "/vtep/v1/nodes/h1/vtep",
                 r#"{"addr":"1.2.3.4","port":4789,"x":1}"#,
+            ),
+            (
+                "/vtep/v1/nodes/h1/vtep",
+                r#"{"addr":"2001:db8::1","addr6":"2001:db8::2","port":4789}"#,
+            ),
+            (
+                "/vtep/v1/nodes/h1/endpoints/42/02:42:c0:a8:00:02",
+                r#"{"ip":"1.2.3.4","ips":["fd00::1","1.2.3.4"]}"#,
             ),
             ("/vtep/v1/nodes/h1/flood/16777216", "{}"),
             ("/vtep/v1/nodes/h1/flood/42", "garbage"),
