@@ -72,12 +72,23 @@ impl Host {
         }
     }
 
-    /// `vtep -n HOST port add CONTAINER --mac MAC --addr IP/24 --vni VNI`
+    /// `vtep -n HOST port add CONTAINER --mac MAC --addr IP/24 --vni VNI`, with `--mtu
+    /// 1430` where the host has an IPv6 address (VXLAN over IPv6 adds 70 bytes, not 50).
     pub fn port(&self, container: &str, mac: &str, ip: &str, vni: u32) -> Result<String> {
-        let (addr, vni) = (format!("{ip}/24"), vni.to_string());
+        let (addr, vni, mtu) = (format!("{ip}/24"), vni.to_string(), self.mtu().to_string());
         self.vtep(&[
-            "port", "add", container, "--mac", mac, "--addr", &addr, "--vni", &vni,
+            "port", "add", container, "--mac", mac, "--addr", &addr, "--vni", &vni, "--mtu",
+            &mtu,
         ])
+    }
+
+    /// The containers' MTU on this host's underlay of 1500 bytes: what is left inside
+    /// VXLAN over its largest outer header.
+    pub fn mtu(&self) -> u32 {
+        match self.underlay {
+            Underlay::V4 => 1450,
+            Underlay::V6 | Underlay::Dual => 1430,
+        }
     }
 
     /// The address other hosts' FDB entries point at: IPv6 on an IPv6 underlay, else IPv4.
@@ -426,12 +437,13 @@ pub fn flooding_with_kernel(tag: &str) -> Result<Testbed> {
 /// Container, veth, bridge and vxlan device (with `vxlan_opts`) of a classic host.
 fn classic_devices(h: &Host, vxlan_opts: &[&str]) -> Result<()> {
     let (host, c) = (h.ns.as_str(), h.container.as_str());
+    let mtu = h.mtu().to_string();
     run("ip", &["netns", "add", c])?;
     run(
         "ip",
         &[
-            "link", "add", "dev", "veth1", "mtu", "1450", "netns", host, "type", "veth", "peer",
-            "name", "eth0", "mtu", "1450", "netns", c,
+            "link", "add", "dev", "veth1", "mtu", &mtu, "netns", host, "type", "veth", "peer",
+            "name", "eth0", "mtu", &mtu, "netns", c,
         ],
     )?;
     run("ip", &["-n", c, "link", "set", "eth0", "address", &h.mac])?;

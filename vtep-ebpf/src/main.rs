@@ -10,6 +10,7 @@
 
 mod decap;
 mod encap;
+mod encap6;
 mod fdb;
 mod flood;
 mod head;

@@ -67,6 +67,10 @@ pub static MISSES: RingBuf = RingBuf::pinned(MISSES_BYTES, 0);
 pub static FIB_SCRATCH: PerCpuArray<aya_ebpf::bindings::bpf_fib_lookup> =
     PerCpuArray::with_max_entries(1, 0);
 
+/// Scratch space for summing a frame's bytes (see encap6::inner_sum). Not pinned either.
+#[map(name = "VTEP_SUM")]
+pub static SUM_SCRATCH: PerCpuArray<[u8; 512]> = PerCpuArray::with_max_entries(1, 0);
+
 /// 1 while a `vtep monitor` reads MISSES: without one, the data path writes nothing.
 #[map(name = "VTEP_MISS_READ")]
 pub static MISS_READER: Array<u32> = Array::pinned(1, 0);
