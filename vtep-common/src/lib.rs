@@ -9,6 +9,7 @@ pub mod counter;
 pub mod ecn;
 pub mod icmp;
 pub mod outer6;
+pub mod parse6;
 pub mod wire;
 
 /// Bumped whenever a map's key or value layout changes; the pin directory carries it so a

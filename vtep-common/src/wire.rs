@@ -211,6 +211,11 @@ pub const DECAP_MIN: usize = ENCAP_LEN + ETH_LEN;
 /// bytes, and the kernel refuses to shrink an skb below an IPv4 header after its MAC header.
 pub const MIN_INNER: usize = ETH_LEN + 20;
 
+/// The minimum Ethernet frame (without FCS): shorter inner frames (an ARP request from a
+/// virtual device) are padded to it before an IPv6 outer header is removed, as the kernel
+/// refuses to shrink an skb below its outer family's network header after the MAC header.
+pub const ETH_MIN_FRAME: usize = 60;
+
 /// Why a frame on the underlay is not decapsulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reject {
@@ -225,7 +230,7 @@ pub enum Reject {
 pub struct Decap {
     pub vni: u32,
     /// The sending VTEP (outer source address).
-    pub remote_ip: [u8; 4],
+    pub remote_ip: crate::Addr,
     pub inner_dst: [u8; 6],
     pub inner_src: [u8; 6],
     /// Bytes after the IP datagram (Ethernet padding), not part of the inner frame.
@@ -275,8 +280,7 @@ pub fn parse_vxlan(
         }
         padding = frame_len - ETH_LEN - tot_len;
     }
-    let mut remote_ip = [0u8; 4];
-    remote_ip.copy_from_slice(&ip[12..16]);
+    let remote_ip = crate::Addr::v4([ip[12], ip[13], ip[14], ip[15]]);
     let mut inner_dst = [0u8; 6];
     inner_dst.copy_from_slice(&h[ENCAP_LEN..ENCAP_LEN + 6]);
     let mut inner_src = [0u8; 6];
@@ -456,7 +460,7 @@ mod tests {
         let d = parse_vxlan(&f, ENCAP_LEN + 98, [192, 168, 104, 3], VXLAN_PORT, false).unwrap();
         let expected = Decap {
             vni: 42,
-            remote_ip: [192, 168, 104, 2],
+            remote_ip: crate::Addr::v4([192, 168, 104, 2]),
             inner_dst: [2, 0x42, 0xc0, 0xa8, 0, 3],
             inner_src: [2, 0x42, 0xc0, 0xa8, 0, 2],
             padding: 0,

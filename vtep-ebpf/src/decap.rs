@@ -11,7 +11,8 @@ use aya_ebpf::{
     bindings::{
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
         xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS},
-        BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_OK, TC_ACT_SHOT,
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_ADJ_ROOM_FIXED_GSO,
+        TC_ACT_OK, TC_ACT_SHOT,
     },
     helpers::{
         bpf_redirect, bpf_redirect_peer, bpf_xdp_adjust_head, bpf_xdp_adjust_meta,
@@ -22,7 +23,7 @@ use aya_ebpf::{
 use vtep_common::{
     counter, ecn,
     wire::{self, Decap, Reject, DECAP_MIN, ENCAP_LEN, ETH_LEN, ETH_P_IP, ETH_P_IPV6},
-    Addr, Config, MacVni, XdpHandoff, XDP_HANDOFF_MAGIC,
+    Config, MacVni, XdpHandoff, XDP_HANDOFF_MAGIC,
 };
 
 use crate::{
@@ -31,7 +32,7 @@ use crate::{
     stats::{drop, Verdict},
 };
 
-enum Delivery {
+pub(crate) enum Delivery {
     /// To one local port.
     Port(u32),
     /// Broadcast or multicast: to every local port of the VNI.
@@ -53,11 +54,22 @@ fn classify(
     if cfg.ready == 0 {
         return Err(counter::PASS_NOT_READY);
     }
-    let d = match wire::parse_vxlan(h, frame_len, cfg.local_ip, cfg.udp_port, gso) {
-        Ok(d) => d,
-        Err(Reject::NotVxlan) => return Err(counter::PASS_NOT_VXLAN),
-        Err(Reject::BadVxlan) => return Err(counter::PASS_BAD_VXLAN),
-    };
+    let d = wire::parse_vxlan(h, frame_len, cfg.local_ip, cfg.udp_port, gso).map_err(rejected)?;
+    Ok((d, delivery(cfg, &d)?))
+}
+
+/// The counter of a frame the parser refused.
+#[inline(always)]
+pub(crate) fn rejected(r: Reject) -> u32 {
+    match r {
+        Reject::NotVxlan => counter::PASS_NOT_VXLAN,
+        Reject::BadVxlan => counter::PASS_BAD_VXLAN,
+    }
+}
+
+/// Where a valid VXLAN frame of either family goes, or the counter of why it does not.
+#[inline(always)]
+pub(crate) fn delivery(cfg: &Config, d: &Decap) -> Result<Delivery, u32> {
     // A local port found for the destination also proves the VNI is served here, which
     // saves the per-VNI lookup on the common path.
     let delivery = match unsafe { LOCAL.get(MacVni::new(d.inner_dst, d.vni)) } {
@@ -71,22 +83,25 @@ fn classify(
     {
         return Err(counter::PASS_NO_PORT);
     }
-    if !fdb::peer_allowed(cfg, d.vni, Addr::v4(d.remote_ip)) {
+    if !fdb::peer_allowed(cfg, d.vni, d.remote_ip) {
         return Err(counter::DROP_UNKNOWN_PEER);
     }
-    Ok((d, delivery))
+    Ok(delivery)
 }
 
 /// The first bytes of a VXLAN frame through the inner packet's ECN-bearing header bytes.
 const ECN_VIEW: usize = DECAP_MIN + 12;
 
-/// Applies the outer header's ECN to the inner IPv4 or IPv6 packet (RFC 6040, as the
-/// kernel's vxlan device); false when the frame must be dropped (`drop_ecn`). Frames with a
-/// VLAN tag inside are left alone. `h` must be a valid frame as `classify` accepted it.
+/// Applies the outer header's ECN (in `outer_tos`) to the inner IPv4 or IPv6 packet (RFC
+/// 6040, as the kernel's vxlan device); false when the frame must be dropped (`drop_ecn`).
+/// `h` ends with the inner ether type and 12 bytes of the inner packet; frames with a VLAN
+/// tag inside are left alone. `h` must be a valid frame as the parser accepted it.
 #[inline(always)]
-fn apply_ecn(h: &mut [u8; ECN_VIEW]) -> bool {
-    let inner_type = u16::from_be_bytes([h[DECAP_MIN - 2], h[DECAP_MIN - 1]]);
-    let outer_tos = h[ETH_LEN + 1];
+pub(crate) fn apply_ecn<const N: usize>(h: &mut [u8; N], outer_tos: u8) -> bool {
+    let Some(ty) = h.get(N - 14..N - 12) else {
+        return true;
+    };
+    let inner_type = u16::from_be_bytes([ty[0], ty[1]]);
     let Some(l3) = h.last_chunk_mut::<12>() else {
         return true;
     };
@@ -127,8 +142,9 @@ fn xdp_verdict(ctx: &XdpContext) -> Option<Verdict<u32>> {
         // XDP cannot copy a frame to several ports: the TC program behind it floods.
         _ => return None,
     };
-    fdb::learn(cfg, d.vni, d.inner_src, Addr::v4(d.remote_ip));
-    if !apply_ecn(h) {
+    fdb::learn(cfg, d.vni, d.inner_src, d.remote_ip);
+    let outer_tos = h[ETH_LEN + 1];
+    if !apply_ecn(h, outer_tos) {
         return Some(Verdict::new(XDP_DROP, counter::DROP_ECN));
     }
     let aborted = Verdict::new(XDP_ABORTED, counter::DROP_DECAP_FAIL);
@@ -183,7 +199,7 @@ const HANDOFF_LEN: usize = core::mem::size_of::<XdpHandoff>();
 
 /// Sends a decapsulated frame into its port.
 #[inline(always)]
-fn deliver(port: u32, inner_type: u16) -> i32 {
+pub(crate) fn deliver(port: u32, inner_type: u16) -> i32 {
     if inner_type == ETH_P_IP || inner_type == ETH_P_IPV6 {
         // Straight into the container's ingress, skipping the veth's backlog queue.
         unsafe { bpf_redirect_peer(port, 0) as i32 }
@@ -215,6 +231,9 @@ fn tc_verdict(ctx: &TcContext) -> Verdict<i32> {
     let Some(h) = head::view::<DECAP_MIN>(ctx) else {
         return Verdict::new(TC_ACT_OK, counter::PASS_NOT_VXLAN);
     };
+    if u16::from_be_bytes([h[12], h[13]]) == ETH_P_IPV6 {
+        return crate::decap6::tc(ctx, cfg);
+    }
     let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
     let (d, delivery) = match classify(cfg, h, ctx.len() as usize, gso) {
         Ok(found) => found,
@@ -223,25 +242,50 @@ fn tc_verdict(ctx: &TcContext) -> Verdict<i32> {
     };
     let mut inner_eth = [0u8; ETH_LEN];
     inner_eth.copy_from_slice(&h[ENCAP_LEN..]);
-    fdb::learn(cfg, d.vni, d.inner_src, Addr::v4(d.remote_ip));
+    let outer_tos = h[ETH_LEN + 1];
+    finish::<ECN_VIEW>(ctx, cfg, &d, delivery, ENCAP_LEN, outer_tos, &inner_eth)
+}
+
+/// The rest of a valid frame of either family, whose outer headers take `outer_len` bytes
+/// and whose first `VIEW` bytes reach 12 bytes into the inner packet: learns its sender,
+/// applies ECN, removes the outer headers and delivers it (or leaves it to the host).
+#[inline(always)]
+pub(crate) fn finish<const VIEW: usize>(
+    ctx: &TcContext,
+    cfg: &Config,
+    d: &Decap,
+    delivery: Delivery,
+    outer_len: usize,
+    outer_tos: u8,
+    inner_eth: &[u8; ETH_LEN],
+) -> Verdict<i32> {
+    fdb::learn(cfg, d.vni, d.inner_src, d.remote_ip);
     if let Delivery::Host = delivery {
         return Verdict::new(TC_ACT_OK, counter::PASS_NO_PORT);
     }
     // A valid frame holds a whole inner IPv4 header (MIN_INNER).
-    if head::view_mut::<ECN_VIEW>(ctx).is_some_and(|h| !apply_ecn(h)) {
+    if head::view_mut::<VIEW>(ctx).is_some_and(|h| !apply_ecn(h, outer_tos)) {
         return drop(counter::DROP_ECN);
     }
     let inner_type = u16::from_be_bytes([inner_eth[12], inner_eth[13]]);
+    let outer_type = if outer_len == ENCAP_LEN {
+        ETH_P_IP
+    } else {
+        ETH_P_IPV6
+    };
     let mut flags = BPF_F_ADJ_ROOM_FIXED_GSO as u64;
-    if inner_type == ETH_P_IPV6 {
+    // The new network header's family, where it is not the outer one's.
+    if inner_type == ETH_P_IPV6 && outer_type == ETH_P_IP {
         flags |= BPF_F_ADJ_ROOM_DECAP_L3_IPV6 as u64;
+    } else if inner_type == ETH_P_IP && outer_type == ETH_P_IPV6 {
+        flags |= BPF_F_ADJ_ROOM_DECAP_L3_IPV4 as u64;
     }
-    // Removes outer IPv4, UDP, VXLAN and the inner Ethernet header; the outer Ethernet
-    // header then becomes the inner one.
+    // Removes the outer IP, UDP and VXLAN headers and the inner Ethernet header; the outer
+    // Ethernet header then becomes the inner one.
     if ctx
-        .adjust_room(-(ENCAP_LEN as i32), BPF_ADJ_ROOM_MAC, flags)
+        .adjust_room(-(outer_len as i32), BPF_ADJ_ROOM_MAC, flags)
         .is_err()
-        || !head::write(ctx, &inner_eth)
+        || !head::write(ctx, inner_eth)
     {
         return drop(counter::DROP_DECAP_FAIL);
     }

@@ -74,17 +74,16 @@ pub fn inner_sum(ctx: &TcContext, cfg: &Config, t: &Tunnel) -> Option<u32> {
         Inner::Headers { l4, .. } => Some(outer6::sum16(&l3, head + l4)),
         // A super-packet's bytes are not what goes out: its checksum is a template anyway.
         Inner::Whole if unsafe { (*ctx.skb.skb).gso_size } != 0 => Some(head),
-        Inner::Whole => payload_sum(ctx, l3_off as u32).map(|s| head + s),
+        Inner::Whole => payload_sum(ctx, l3_off as u32, ctx.len()).map(|s| head + s),
     }
 }
 
-/// The sum of the frame's bytes from `from` to its end, folded to 16 bits, in 512-byte
+/// The sum of the frame's bytes from `from` to `len`, folded to 16 bits, in 512-byte
 /// chunks copied to per-CPU scratch (bpf_csum_diff wants a bounded size and the packet may
-/// be nonlinear).
+/// be nonlinear). Also verifies received checksums (`decap6`).
 #[inline(never)]
-fn payload_sum(ctx: &TcContext, from: u32) -> Option<u32> {
+pub fn payload_sum(ctx: &TcContext, from: u32, len: u32) -> Option<u32> {
     let buf = SUM_SCRATCH.get_ptr_mut(0)?;
-    let len = ctx.len();
     let mut off = from;
     let mut sum: u32 = 0;
     for _ in 0..MAX_CHUNKS {

@@ -9,6 +9,7 @@
 #![no_main]
 
 mod decap;
+mod decap6;
 mod encap;
 mod encap6;
 mod fdb;
