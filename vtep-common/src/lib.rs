@@ -8,6 +8,7 @@
 pub mod counter;
 pub mod ecn;
 pub mod icmp;
+pub mod nd;
 pub mod wire;
 
 /// Bumped whenever a map's key or value layout changes; the pin directory carries it so a
