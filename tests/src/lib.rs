@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod etcd;
 pub mod inject;
 pub mod iperf;
+pub mod ipv6;
 pub mod latency;
 pub mod monitor;
 pub mod netns;

@@ -75,11 +75,62 @@ impl Host {
     /// `vtep -n HOST port add CONTAINER --mac MAC --addr IP/24 --vni VNI`, with `--mtu
     /// 1430` where the host has an IPv6 address (VXLAN over IPv6 adds 70 bytes, not 50).
     pub fn port(&self, container: &str, mac: &str, ip: &str, vni: u32) -> Result<String> {
-        let (addr, vni, mtu) = (format!("{ip}/24"), vni.to_string(), self.mtu().to_string());
-        self.vtep(&[
-            "port", "add", container, "--mac", mac, "--addr", &addr, "--vni", &vni, "--mtu",
-            &mtu,
-        ])
+        self.port_with(container, mac, &[&format!("{ip}/24")], vni)
+    }
+
+    /// The same with any addresses (`--addr` for each).
+    pub fn port_with(&self, container: &str, mac: &str, addrs: &[&str], vni: u32) -> Result<String> {
+        let (vni, mtu) = (vni.to_string(), self.mtu().to_string());
+        let mut args = vec![
+            "port", "add", container, "--mac", mac, "--vni", &vni, "--mtu", &mtu,
+        ];
+        for a in addrs {
+            args.extend(["--addr", a]);
+        }
+        self.vtep(&args)
+    }
+
+    /// The container's IPv6 address in the dual-stack scenario: fd00:12::N beside 12.12.12.N.
+    pub fn container_ip6(&self) -> String {
+        let n = self.container_ip.rsplit('.').next().unwrap_or("0");
+        format!("fd00:12::{n}")
+    }
+
+    /// The container's IPv6 link-local address, derived from its MAC (EUI-64) as `port add`
+    /// and the kernel do.
+    pub fn container_ll(&self) -> String {
+        let m: Vec<u8> = self
+            .mac
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).unwrap_or(0))
+            .collect();
+        let w = |a: u8, b: u8| u16::from_be_bytes([a, b]);
+        let ll = std::net::Ipv6Addr::new(
+            0xfe80,
+            0,
+            0,
+            0,
+            w(m[0] ^ 2, m[1]),
+            w(m[2], 0xff),
+            w(0xfe, m[3]),
+            w(m[4], m[5]),
+        );
+        ll.to_string()
+    }
+
+    /// The dual-stack reference entries: the port with both addresses, and `p`'s container
+    /// in the FDB and, by both addresses, in the neighbour table.
+    pub fn dual_stack_entries(&self, p: &Host) -> Result<()> {
+        let (v4, v6) = (
+            format!("{}/24", self.container_ip),
+            format!("{}/64", self.container_ip6()),
+        );
+        self.port_with(&self.container, &self.mac, &[&v4, &v6], 42)?;
+        self.vtep(&["fdb", "add", &p.mac, "dst", p.vtep_ip(), "vni", VNI])?;
+        for ip in [p.container_ip.clone(), p.container_ip6()] {
+            self.vtep(&["neigh", "add", &ip, "lladdr", &p.mac, "vni", VNI])?;
+        }
+        Ok(())
     }
 
     /// The containers' MTU on this host's underlay of 1500 bytes: what is left inside
@@ -253,6 +304,16 @@ impl Testbed {
         let bed = Self::underlay_on(tag, stacks.to_vec(), underlay)?;
         bed.configure(0, 1)?;
         bed.configure(1, 0)?;
+        Ok(bed)
+    }
+
+    /// The reference scenario with IPv6 inside too: containers fd00:12::2/64 and
+    /// fd00:12::3/64 beside their IPv4 addresses, neighbour entries for both (vtep stacks).
+    pub fn dual_stack(tag: &str, stacks: [Stack; 2]) -> Result<Self> {
+        let bed = Self::underlay(tag, stacks.to_vec())?;
+        let (h1, h2) = (bed.c1(), bed.c2());
+        h1.dual_stack_entries(h2)?;
+        h2.dual_stack_entries(h1)?;
         Ok(bed)
     }
 

@@ -388,7 +388,7 @@ fn a_port_mtu_the_underlay_cannot_carry_is_refused_and_changes_nothing() -> Resu
 
 #[test]
 fn frames_too_big_for_the_underlay_get_icmp_too_big_and_tcp_still_flows() -> Result<()> {
-    let bed = Testbed::new(&unique_tag("mt"), [Stack::vtep(), Stack::vtep()])?;
+    let bed = Testbed::dual_stack(&unique_tag("mt"), [Stack::vtep(), Stack::vtep()])?;
     let (h1, h2) = (bed.c1(), bed.c2());
     for h in [h1, h2] {
         run("ip", &["-n", &h.ns, "link", "set", "eth1", "mtu", "1400"])?;
@@ -417,35 +417,10 @@ fn frames_too_big_for_the_underlay_get_icmp_too_big_and_tcp_still_flows() -> Res
         "small frames still pass"
     );
 
-    // IPv6: ICMPv6 "packet too big" with the same MTU (static neighbours: no flood list
-    // carries neighbour discovery here).
-    let ip6 = |h: &Host| format!("fd00::{}", h.container_ip.rsplit('.').next().unwrap_or("0"));
-    for (h, p) in [(h1, h2), (h2, h1)] {
-        let (c, addr) = (h.container.as_str(), format!("{}/64", ip6(h)));
-        run(
-            "ip",
-            &["-n", c, "-6", "addr", "add", &addr, "dev", "eth0", "nodad"],
-        )?;
-        run(
-            "ip",
-            &[
-                "-n",
-                c,
-                "-6",
-                "neigh",
-                "add",
-                &ip6(p),
-                "lladdr",
-                &p.mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ],
-        )?;
-    }
+    // IPv6: ICMPv6 "packet too big" with the same MTU (neighbour discovery answered from
+    // vtep's neighbour table).
     let before = counters(h1)?;
-    let text = big_ping(&h1.container, &ip6(h2), "do", &["-6"])?;
+    let text = big_ping(&h1.container, &h2.container_ip6(), "do", &["-6"])?;
     assert!(
         text.contains("Packet too big") && text.contains("mtu=1350"),
         "{text:?}"

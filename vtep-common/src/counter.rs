@@ -43,6 +43,11 @@ counters! {
     DROP_LINK_LOCAL = 31, "drop_link_local", "IEEE 802.1D link-local frames (01:80:c2:00:00:0x: STP, LACP, LLDP), which a bridge never forwards";
     MISS_SENT = 32, "miss_sent", "miss events written for `vtep monitor` (none while nobody reads)";
     MISS_LIMITED = 33, "miss_limited", "miss events held back: the same VNI and MAC or IP was reported less than a second ago";
+    ND_REPLY = 34, "nd_reply", "IPv6 neighbour solicitations answered from the neighbour table";
+    DROP_ND_MISS = 35, "drop_nd_miss", "multicast neighbour solicitations the neighbour table cannot answer, with nowhere to flood";
+    ROUTER_SOLICIT = 36, "router_solicit", "of the multicast frames from ports, IPv6 router solicitations";
+    ROUTER_ADVERT = 37, "router_advert", "of the multicast frames from ports, IPv6 router advertisements";
+    MLD = 38, "mld", "of the multicast frames from ports, multicast listener queries, reports and dones (MLDv1 and v2)";
 }
 
 pub const COUNT: u32 = ALL.len() as u32;
@@ -52,6 +57,6 @@ mod tests {
     #[test]
     fn ids_index_names() {
         assert_eq!(super::ALL[super::PASS_NO_PORT as usize].0, "pass_no_port");
-        assert_eq!(super::COUNT, 34);
+        assert_eq!(super::COUNT, 39);
     }
 }

@@ -87,7 +87,7 @@ fn swap_macs(h: &mut [u8]) {
 pub const IPV6_LEN: usize = 40;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_ICMPV6: u8 = 58;
 const PACKET_TOO_BIG: u8 = 2;
 const NDISC_REDIRECT: u8 = 137;
 /// IPv6's minimum MTU: the kernel reports none below it, and trims its reply to it.

@@ -8,6 +8,7 @@
 pub mod counter;
 pub mod ecn;
 pub mod icmp;
+pub mod nd;
 pub mod outer6;
 pub mod parse6;
 pub mod wire;

@@ -18,6 +18,7 @@ mod head;
 mod maps;
 mod miss;
 mod mtu;
+mod nd;
 mod port;
 mod stats;
 mod vlan;

@@ -155,7 +155,7 @@ fn trim_and_sum<const N: usize>(ctx: &TcContext) -> Option<u32> {
 
 /// `seed` plus the one's-complement sum of `bytes` (a multiple of 4, at most 512).
 #[inline(always)]
-fn csum<const M: usize>(bytes: &[u8; M], seed: u32) -> Option<u32> {
+pub fn csum<const M: usize>(bytes: &[u8; M], seed: u32) -> Option<u32> {
     let sum = unsafe {
         bpf_csum_diff(
             ptr::null_mut(),

@@ -4,14 +4,15 @@
 use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect, programs::TcContext};
 use vtep_common::{
     counter,
-    wire::{self, is_vlan, ARP_FRAME_LEN, ETH_LEN, ETH_P_ARP, ETH_P_IP, VLAN_LEN},
-    Addr, IpVni, MacVni, Port, Remote, MAX_PORT_ADDRS,
+    wire::{self, is_vlan, ARP_FRAME_LEN, ETH_LEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, VLAN_LEN},
+    Addr, IpVni, MacVni, Port, Remote,
 };
 
 use crate::{
     encap, fdb, flood, head,
     maps::{CONFIG, FDB, LOCAL, NEIGH, PORTS},
     miss,
+    nd::{self, owns, Nd},
     stats::{drop, Verdict},
     vlan,
 };
@@ -40,7 +41,19 @@ fn verdict(ctx: &TcContext) -> Verdict<i32> {
         return drop(counter::DROP_SPOOF);
     }
 
-    if u16::from_be_bytes([eth[12], eth[13]]) == ETH_P_ARP {
+    let ty = u16::from_be_bytes([eth[12], eth[13]]);
+    if ty == ETH_P_IPV6 {
+        // Multicast solicitations and unicast NUD probes alike, as for ARP.
+        match nd::proxy(ctx, ifindex, vni) {
+            Nd::Answered(verdict) => return verdict,
+            Nd::Unknown(ip) if wire::is_multicast(&dst) => {
+                miss::neigh(vni, ifindex, Addr::v6(ip));
+                return flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_ND_MISS);
+            }
+            _ => {}
+        }
+    }
+    if ty == ETH_P_ARP {
         // Broadcast requests and unicast NUD probes alike are answered from the table.
         match proxy_arp(ctx, ifindex, vni) {
             Arp::Answered(verdict) => return verdict,
@@ -55,6 +68,9 @@ fn verdict(ctx: &TcContext) -> Verdict<i32> {
     if wire::is_multicast(&dst) {
         if wire::is_link_local(&dst) {
             return drop(counter::DROP_LINK_LOCAL);
+        }
+        if let Some((off, ETH_P_IPV6)) = vlan::network(ctx, &eth) {
+            nd::count_control(ctx, off);
         }
         return flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_BUM);
     }
@@ -75,8 +91,9 @@ fn verdict(ctx: &TcContext) -> Verdict<i32> {
     flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_NO_FDB)
 }
 
-/// A port may only send with its own MAC, and IPv4 and ARP only from its own address (or
-/// 0.0.0.0, which duplicate-address probes use), VLAN-tagged or not.
+/// A port may only send with its own MAC, and IPv4, ARP and IPv6 only from its own
+/// addresses (or 0.0.0.0 and `::`, which duplicate-address detection uses), VLAN-tagged or
+/// not.
 #[inline(always)]
 fn sends_as_itself(ctx: &TcContext, port: &Port, eth: &[u8; ETH_LEN]) -> bool {
     if eth[6..12] != port.mac {
@@ -84,6 +101,9 @@ fn sends_as_itself(ctx: &TcContext, port: &Port, eth: &[u8; ETH_LEN]) -> bool {
     }
     // Read in packet memory, like the Ethernet header: this runs for every frame.
     let ty = u16::from_be_bytes([eth[12], eth[13]]);
+    if ty == ETH_P_IPV6 {
+        return nd::from_port(ctx, port, ETH_LEN);
+    }
     if !is_vlan(ty) {
         return !names_sender(ty)
             || head::view::<{ ETH_LEN + 18 }>(ctx)
@@ -94,6 +114,9 @@ fn sends_as_itself(ctx: &TcContext, port: &Port, eth: &[u8; ETH_LEN]) -> bool {
     let Some((off, ty)) = vlan::network(ctx, eth) else {
         return false;
     };
+    if ty == ETH_P_IPV6 {
+        return nd::from_port(ctx, port, off);
+    }
     if !names_sender(ty) {
         return true;
     }
@@ -121,13 +144,6 @@ fn from_own_address(port: &Port, ethertype: u16, l3: &[u8; 18]) -> bool {
         // Sender hardware address, then sender protocol address.
         l3[8..14] == port.mac && own_ip([l3[14], l3[15], l3[16], l3[17]])
     }
-}
-
-/// Whether `addr` is one of the port's addresses.
-#[inline(always)]
-fn owns(port: &Port, addr: &Addr) -> bool {
-    let n = (port.n_addrs as usize).min(MAX_PORT_ADDRS);
-    port.addrs[..n].iter().any(|a| a == addr)
 }
 
 /// The last 18 bytes of a header view: the part of an IPv4 or ARP header that names the

@@ -1,4 +1,4 @@
-//! Typed command-line values (MAC, VNI, UDP port, IPv4 prefix, names) and the iproute2-style
+//! Typed command-line values (MAC, VNI, UDP port, address prefix, names) and the iproute2-style
 //! `KEYWORD VALUE` parser. Each parse error is one line naming the bad value.
 
 use std::{
@@ -98,28 +98,47 @@ pub fn parse_ip(s: &str) -> Result<IpAddr> {
     }
 }
 
-/// An interface address with its prefix, `12.12.12.2/24`.
+/// An interface address of either family with its prefix, `12.12.12.2/24` or
+/// `fd00:12::2/64`: one a container can have (unicast, not IPv4-mapped, a prefix length its
+/// family has).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ipv4Prefix {
-    pub addr: Ipv4Addr,
+pub struct IpPrefix {
+    pub addr: IpAddr,
     pub len: u8,
 }
 
-impl FromStr for Ipv4Prefix {
+impl FromStr for IpPrefix {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || anyhow!("invalid address \"{s}\" (expected IPv4/PREFIX, like 12.12.12.2/24)");
-        let (addr, len) = s.split_once('/').ok_or_else(bad)?;
-        let addr = addr.parse().map_err(|_| bad())?;
-        let len: u8 = len.parse().map_err(|_| bad())?;
-        if len > 32 {
-            return Err(bad());
+        let expected = "expected ADDRESS/PREFIX, like 12.12.12.2/24 or fd00:12::2/64";
+        let (addr, len) = s
+            .split_once('/')
+            .ok_or_else(|| anyhow!("invalid address \"{s}\" ({expected})"))?;
+        let addr = parse_ip(addr)?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len.parse::<u8>() {
+            Ok(len) if len <= max => len,
+            _ => bail!("invalid prefix length in \"{s}\" (0 to {max} for this family)"),
+        };
+        let unusable = match addr {
+            IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.is_unspecified(),
+            IpAddr::V6(a) => a.is_multicast() || a.is_unspecified(),
+        };
+        if unusable || addr.is_loopback() {
+            bail!("invalid address \"{s}\" (a container address must be unicast)");
         }
-        Ok(Ipv4Prefix { addr, len })
+        Ok(IpPrefix { addr, len })
     }
 }
 
-impl fmt::Display for Ipv4Prefix {
+impl IpPrefix {
+    /// An IPv6 link-local address (fe80::/10).
+    pub fn is_link_local(&self) -> bool {
+        matches!(self.addr, IpAddr::V6(a) if a.is_unicast_link_local())
+    }
+}
+
+impl fmt::Display for IpPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.len)
     }
@@ -338,10 +357,24 @@ mod tests {
 
     #[test]
     fn prefixes_and_names() {
-        let p: Ipv4Prefix = "12.12.12.2/24".parse().unwrap();
-        assert_eq!((p.addr, p.len), (Ipv4Addr::new(12, 12, 12, 2), 24));
-        for bad in ["12.12.12.2", "12.12.12.2/33", "12.12.12/24", "x/24"] {
-            assert!(bad.parse::<Ipv4Prefix>().is_err(), "{bad}");
+        let p: IpPrefix = "12.12.12.2/24".parse().unwrap();
+        assert_eq!((p.addr, p.len), (IpAddr::from([12, 12, 12, 2]), 24));
+        let p: IpPrefix = "fd00:12::2/64".parse().unwrap();
+        assert_eq!(p.to_string(), "fd00:12::2/64");
+        assert!("fe80::1/64".parse::<IpPrefix>().unwrap().is_link_local());
+        for bad in [
+            "12.12.12.2",
+            "12.12.12.2/33",
+            "12.12.12/24",
+            "x/24",
+            "fd00::2/129",
+            "::ffff:12.12.12.2/120",
+            "ff02::1/64",
+            "224.0.0.1/24",
+            "::/64",
+            "::1/128",
+        ] {
+            assert!(bad.parse::<IpPrefix>().is_err(), "{bad}");
         }
         assert!(parse_netns("pinkns").is_ok());
         assert!(parse_netns("a/b").is_err());

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::args::{self, Ipv4Prefix, Mac, Tos, UdpPort, Vni};
+use crate::args::{self, IpPrefix, Mac, Tos, UdpPort, Vni};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -226,9 +226,10 @@ pub enum PortCommand {
         container: String,
         #[arg(long, value_parser = |s: &str| s.parse::<Mac>().and_then(Mac::check_unicast))]
         mac: Mac,
-        /// Container address with prefix, like 12.12.12.2/24.
-        #[arg(long, value_parser = |s: &str| s.parse::<Ipv4Prefix>())]
-        addr: Ipv4Prefix,
+        /// Container address with prefix, like 12.12.12.2/24 or fd00:12::2/64; repeat for
+        /// more (8 in all, with the IPv6 link-local one, derived from the MAC unless given).
+        #[arg(long, required = true, value_parser = |s: &str| s.parse::<IpPrefix>())]
+        addr: Vec<IpPrefix>,
         #[arg(long, value_parser = |s: &str| s.parse::<Vni>())]
         vni: Vni,
         #[arg(long, default_value = "1450", value_parser = args::parse_mtu)]

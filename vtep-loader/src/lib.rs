@@ -133,7 +133,7 @@ pub async fn exec(st: &mut State, command: Command, json: bool) -> Result<()> {
                 let req = port::PortRequest {
                     netns: container,
                     mac,
-                    addr,
+                    addrs: addr,
                     vni: vni.0,
                     mtu,
                     ifname,

@@ -15,12 +15,22 @@ use crate::{
 
 pub use crate::state::PortRequest;
 
+/// One address, with `ip -j addr show`'s keys.
+#[derive(Serialize)]
+struct AddrInfo {
+    family: &'static str,
+    local: String,
+    prefixlen: u8,
+}
+
 #[derive(Serialize)]
 struct PortRow {
     netns: String,
     ifname: String,
     mac: String,
+    /// The first address, as before ports had several.
     addr: String,
+    addr_info: Vec<AddrInfo>,
     vni: u32,
     mtu: u32,
     host_ifname: String,
@@ -43,9 +53,18 @@ pub async fn show(st: &mut State, json: bool) -> Result<()> {
             addr: p
                 .port
                 .addresses()
+                .next()
                 .map(|(a, len)| format!("{a}/{len}"))
-                .collect::<Vec<_>>()
-                .join(","),
+                .unwrap_or_default(),
+            addr_info: p
+                .port
+                .addresses()
+                .map(|(a, len)| AddrInfo {
+                    family: if a.is_v4() { "inet" } else { "inet6" },
+                    local: a.to_string(),
+                    prefixlen: len,
+                })
+                .collect(),
             vni: p.port.vni,
             mtu: p.port.mtu,
             host_ifname: p.host_ifname(),
@@ -59,9 +78,14 @@ pub async fn show(st: &mut State, json: bool) -> Result<()> {
             PortHealth::NetnsGone => " NAMESPACE-GONE (remove with `vtep port del`)",
             PortHealth::VethGone => " VETH-GONE (remove with `vtep port del`)",
         };
+        let addrs: String = r
+            .addr_info
+            .iter()
+            .map(|a| format!(" {} {}/{}", a.family, a.local, a.prefixlen))
+            .collect();
         format!(
-            "{} {} lladdr {} addr {} vni {} mtu {} host {}{flag}",
-            r.netns, r.ifname, r.mac, r.addr, r.vni, r.mtu, r.host_ifname
+            "{} {} lladdr {}{addrs} vni {} mtu {} host {}{flag}",
+            r.netns, r.ifname, r.mac, r.vni, r.mtu, r.host_ifname
         )
     })
 }

@@ -8,13 +8,13 @@ use futures::TryStreamExt;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use rtnetlink::{
     packet_route::{
-        address::AddressAttribute,
+        address::{AddressAttribute, AddressFlags, AddressHeaderFlags},
         link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage},
     },
     Handle, LinkMessageBuilder, LinkUnspec, LinkVeth,
 };
 
-use crate::{args::Ipv4Prefix, netns};
+use crate::{args::IpPrefix, netns};
 
 pub struct Netlink {
     handle: Handle,
@@ -126,11 +126,16 @@ impl Netlink {
             .context("bringing a link up")
     }
 
-    pub async fn add_address(&self, index: u32, prefix: Ipv4Prefix) -> Result<()> {
-        self.handle
-            .address()
-            .add(index, IpAddr::V4(prefix.addr), prefix.len)
-            .execute()
+    /// Adds an address; IPv6 ones without duplicate address detection (`nodad`), so the
+    /// container can use them at once.
+    pub async fn add_address(&self, index: u32, prefix: IpPrefix) -> Result<()> {
+        let mut req = self.handle.address().add(index, prefix.addr, prefix.len);
+        if prefix.addr.is_ipv6() {
+            let msg = req.message_mut();
+            msg.header.flags |= AddressHeaderFlags::Nodad;
+            msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        req.execute()
             .await
             .with_context(|| format!("adding address {prefix}"))
     }
@@ -158,6 +163,16 @@ impl Netlink {
         }
         Ok(None)
     }
+}
+
+/// Stops the kernel from making an IPv6 link-local address for `ifname` (in the calling
+/// thread's namespace) when it comes up: `port add` adds the one it records itself, without
+/// duplicate address detection, so the container never sends from an address anti-spoofing
+/// does not know nor waits a second before it can talk.
+pub fn no_auto_link_local(ifname: &str) -> Result<()> {
+    // IN6_ADDR_GEN_MODE_NONE
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/addr_gen_mode");
+    std::fs::write(&path, "1").with_context(|| format!("writing {path}"))
 }
 
 /// Turns on GRO for `ifname` in the calling thread's namespace. A veth only takes frames

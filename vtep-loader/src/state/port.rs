@@ -10,7 +10,7 @@ use vtep_common::{
 
 use super::{fdb::Origin, full, ignore_missing, State, StateError, StateResult};
 use crate::{
-    args::{Ipv4Prefix, Mac},
+    args::{IpPrefix, Mac},
     datapath,
     host::remove_if_present,
     lock::Step,
@@ -22,11 +22,40 @@ use crate::{
 pub struct PortRequest {
     pub netns: String,
     pub mac: Mac,
-    pub addr: Ipv4Prefix,
+    /// As given; the IPv6 link-local address is added unless one is among them.
+    pub addrs: Vec<IpPrefix>,
     pub vni: u32,
     pub mtu: u32,
     pub ifname: String,
     pub allow_spoofing: bool,
+}
+
+impl PortRequest {
+    /// Every address the container gets, the link-local one last (derived from the MAC, as
+    /// the kernel's default `addr_gen_mode` does, unless one was given).
+    pub fn addresses(&self) -> Result<Vec<IpPrefix>> {
+        let mut all = self.addrs.clone();
+        if !all.iter().any(IpPrefix::is_link_local) {
+            all.push(IpPrefix {
+                addr: std::net::Ipv6Addr::from(vtep_common::nd::link_local(self.mac.0)).into(),
+                len: 64,
+            });
+        }
+        if let Some(dup) = all
+            .iter()
+            .enumerate()
+            .find(|(i, a)| all[..*i].iter().any(|b| b.addr == a.addr))
+        {
+            anyhow::bail!("address {} given twice", dup.1.addr);
+        }
+        if all.len() > MAX_PORT_ADDRS {
+            anyhow::bail!(
+                "too many addresses: a port has at most {MAX_PORT_ADDRS}, its IPv6 link-local one included ({} here)",
+                all.len()
+            );
+        }
+        Ok(all)
+    }
 }
 
 /// Whether what a port record describes still exists.
@@ -149,6 +178,7 @@ impl State {
 
     /// Everything that could refuse the port, before anything is made.
     async fn check_port(&mut self, req: &PortRequest) -> StateResult<()> {
+        req.addresses()?;
         let cfg = self.config()?;
         let dev = crate::output::text_of(&cfg.underlay_name);
         if let Some((mtu, _)) = Netlink::connect()?
@@ -239,22 +269,32 @@ impl State {
             )
             .into());
         };
-        inside.add_address(index, req.addr).await?;
+        let addrs = req.addresses()?;
+        {
+            let _in = netns::enter(&ns)?;
+            topology::no_auto_link_local(&req.ifname)?;
+            topology::enable_gro(&req.ifname)?;
+        }
+        for &a in &addrs {
+            inside.add_address(index, a).await?;
+        }
         inside.set_up(index).await?;
         if let Some(lo) = inside.ifindex("lo").await? {
             inside.set_up(lo).await?;
         }
-        {
-            let _in = netns::enter(&ns)?;
-            topology::enable_gro(&req.ifname)?;
+        let mut list = [Addr::default(); MAX_PORT_ADDRS];
+        let mut lens = [0; MAX_PORT_ADDRS];
+        for (i, a) in addrs.iter().enumerate() {
+            list[i] = Addr::from(a.addr);
+            lens[i] = a.len;
         }
         let port = Port {
             vni: req.vni,
             mac: req.mac.0,
             owns_netns: u8::from(create_netns),
-            n_addrs: 1,
-            addrs: addr_list([Addr::from(std::net::IpAddr::V4(req.addr.addr))]),
-            prefix_lens: addr_list([req.addr.len]),
+            n_addrs: addrs.len() as u8,
+            addrs: list,
+            prefix_lens: lens,
             mtu: req.mtu,
             allow_spoofing: u8::from(req.allow_spoofing),
             _pad: [0; 7],
@@ -337,11 +377,4 @@ pub(super) async fn undo_add(s: &mut State, netns: &str, netns_existed: bool) ->
         remove_if_present(&netns::path(netns))?;
     }
     Ok(())
-}
-
-/// The port record's fixed-size list from the first items, the rest default.
-fn addr_list<T: Copy + Default, const N: usize>(items: [T; N]) -> [T; MAX_PORT_ADDRS] {
-    let mut list = [T::default(); MAX_PORT_ADDRS];
-    list[..N].copy_from_slice(&items);
-    list
 }
