@@ -18,8 +18,9 @@ use vtep_common::{
 };
 
 use crate::{
+    csum,
     decap::{self, Delivery},
-    encap6, head,
+    head,
     stats::{drop, Verdict},
 };
 
@@ -89,10 +90,9 @@ fn checksum_ok(ctx: &TcContext, p: &parse6::Decap6, inner_eth: &[u8; ETH_LEN]) -
     let ethertype = u16::from_be_bytes([inner_eth[12], inner_eth[13]]);
     let inner = match loaded.then(|| parse6::inner_part(ethertype, &l3)) {
         Some(Ok(sum)) => Some(sum),
-        _ => {
-            let end = ctx.len().saturating_sub(p.decap.padding as u32);
-            encap6::payload_sum(ctx, DECAP6_MIN as u32, end)
-        }
+        // Summed to the frame's end: a VXLAN frame over IPv6 (84 bytes at least) is never
+        // padded to Ethernet's minimum, and other padding fails the check.
+        _ => csum::sum_from(ctx, DECAP6_MIN as u32),
     };
     inner.is_some_and(|sum| parse6::csum_ok(p.head_sum, sum))
 }

@@ -12,7 +12,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::{bpf_csum_diff, bpf_skb_load_bytes},
+    helpers::bpf_skb_load_bytes,
     programs::TcContext,
 };
 use vtep_common::{
@@ -22,15 +22,10 @@ use vtep_common::{
 };
 
 use crate::{
+    csum,
     encap::{self, NextHop, Tunnel, AF_INET6},
-    maps::{FIB_SCRATCH, SUM_SCRATCH},
+    maps::FIB_SCRATCH,
 };
-
-/// bpf_csum_diff sums at most this many bytes per call.
-const CHUNK: u32 = 512;
-/// Chunks summed at most: a 9216-byte jumbo frame. A non-GSO frame that fits the underlay
-/// is never longer.
-const MAX_CHUNKS: u32 = 18;
 
 /// The one's-complement sum of the inner frame (its Ethernet header as the tunnel will
 /// write it, tags included), for `address`; None when the frame cannot be read.
@@ -74,55 +69,8 @@ pub fn inner_sum(ctx: &TcContext, cfg: &Config, t: &Tunnel) -> Option<u32> {
         Inner::Headers { l4, .. } => Some(outer6::sum16(&l3, head + l4)),
         // A super-packet's bytes are not what goes out: its checksum is a template anyway.
         Inner::Whole if unsafe { (*ctx.skb.skb).gso_size } != 0 => Some(head),
-        Inner::Whole => payload_sum(ctx, l3_off as u32, ctx.len()).map(|s| head + s),
+        Inner::Whole => csum::sum_from(ctx, l3_off as u32).map(|s| head + s),
     }
-}
-
-/// The sum of the frame's bytes from `from` to `len`, folded to 16 bits, in 512-byte
-/// chunks copied to per-CPU scratch (bpf_csum_diff wants a bounded size and the packet may
-/// be nonlinear). Also verifies received checksums (`decap6`).
-#[inline(never)]
-pub fn payload_sum(ctx: &TcContext, from: u32, len: u32) -> Option<u32> {
-    let buf = SUM_SCRATCH.get_ptr_mut(0)?;
-    let mut off = from;
-    let mut sum: u32 = 0;
-    for _ in 0..MAX_CHUNKS {
-        if off >= len {
-            return Some(outer6::fold(sum) as u32);
-        }
-        let left = len - off;
-        let n = if left >= CHUNK {
-            CHUNK
-        } else {
-            // The last chunk: the bytes after it up to a word's end count as zero.
-            let n = left & (CHUNK - 1);
-            unsafe {
-                let end = (buf as *mut u8).add((n & !3) as usize);
-                (end as *mut u32).write_unaligned(0);
-            }
-            n
-        };
-        if n == 0 || n > CHUNK {
-            return None;
-        }
-        let rc = unsafe {
-            bpf_skb_load_bytes(ctx.skb.skb as *const c_void, off, buf as *mut c_void, n)
-        };
-        if rc != 0 {
-            return None;
-        }
-        let words = (n + 3) & !3;
-        if words > CHUNK {
-            return None;
-        }
-        let s = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, buf as *mut u32, words, sum) };
-        if s < 0 {
-            return None;
-        }
-        sum = s as u32;
-        off += CHUNK;
-    }
-    (off >= len).then_some(outer6::fold(sum) as u32)
 }
 
 /// Writes the outer IPv6 headers towards `remote:port` (with the UDP checksum over the

@@ -8,6 +8,7 @@
 #![no_std]
 #![no_main]
 
+mod csum;
 mod decap;
 mod decap6;
 mod encap;
