@@ -489,3 +489,266 @@ fn hostile_frames_from_a_port_stay_in_its_vni() -> Result<()> {
     });
     result.map_err(|e| anyhow::anyhow!("{e}"))
 }
+
+/// What a correct VTEP does with an IPv6 frame its port sends (with the port's own MAC).
+#[derive(Debug, PartialEq, Eq)]
+enum Expect6 {
+    /// A neighbour solicitation the neighbour table answers: this NA goes back to the port.
+    Answer(Vec<u8>),
+    /// Not from the port's addresses, or neighbour discovery about another host.
+    Spoof,
+    /// Anything else: forwarded like any frame (or dropped, with nowhere to go).
+    Forward,
+}
+
+/// The sender's addresses, its MAC, and the neighbour entry in its VNI.
+const V6_OWN: [&str; 2] = ["fd00:12::2", "fe80::42:c0ff:fea8:2"];
+const V6_NEIGH: (&str, [u8; 6]) = ("fd00:12::3", [2, 0x42, 0xc0, 0xa8, 0, 3]);
+
+/// RFC 4861 and RFC 8200 as the port's rules read them, written apart from the data path.
+fn model6(f: &[u8], port_mac: [u8; 6]) -> Expect6 {
+    use vtep_testbed::ipv6::{icmp6, ip6, na_msg};
+    let own = |a: &[u8]| V6_OWN.iter().any(|o| ip6(o) == a);
+    if f[6..12] != port_mac {
+        return Expect6::Spoof;
+    }
+    let src = &f[22..38];
+    let unspecified = src.iter().all(|&b| b == 0);
+    if !unspecified && !own(src) {
+        return Expect6::Spoof;
+    }
+    // The extension headers a port may put before its upper layer, four at most.
+    let (mut proto, mut off) = (f[20], 54);
+    let mut walked = 0;
+    while matches!(proto, 0 | 43 | 60) {
+        if walked == 4 || off + 2 > f.len() {
+            return Expect6::Spoof;
+        }
+        (proto, off) = (f[off], off + (f[off + 1] as usize + 1) * 8);
+        walked += 1;
+    }
+    let ty = (proto == 58).then(|| f.get(off).copied()).flatten();
+    let allowed = match ty {
+        Some(135 | 136) => {
+            let na_target_own = ty != Some(136) || f.get(off + 8..off + 24).is_some_and(own);
+            let end = 54 + u16::from_be_bytes([f[18], f[19]]) as usize;
+            // Options up to the payload's end, four at most; a cut-short one is discarded by
+            // receivers, so harmless.
+            let mut o = off + 24;
+            let mut options_ok = None;
+            for _ in 0..4 {
+                if o >= end || o + 8 > f.len() {
+                    options_ok = Some(true);
+                    break;
+                }
+                let (kind, len) = (f[o], f[o + 1]);
+                if len == 0 || (matches!(kind, 1 | 2) && f[o + 2..o + 8] != port_mac) {
+                    options_ok = Some(false);
+                    break;
+                }
+                o += len as usize * 8;
+            }
+            na_target_own && options_ok.unwrap_or(o >= end)
+        }
+        Some(131 | 143) => true,
+        _ => !unspecified,
+    };
+    if !allowed {
+        return Expect6::Spoof;
+    }
+    // The proxy answers a valid NS that is the whole frame (no option, or one).
+    let plen = u16::from_be_bytes([f[18], f[19]]) as usize;
+    let valid_ns = (f.len() == 78 || f.len() == 86)
+        && plen == f.len() - 54
+        && f[14] >> 4 == 6
+        && f[20] == 58
+        && f[21] == 255
+        && f[54] == 135
+        && f[55] == 0
+        && f[62] != 0xff
+        && !unspecified
+        && (f.len() == 78 || f[79] == 1)
+        && {
+            let mut pseudo = [&f[22..54], &(plen as u32).to_be_bytes(), &[0, 0, 0, 58]].concat();
+            pseudo.extend_from_slice(&f[54..]);
+            inject::checksum(&pseudo) == 0
+        };
+    if !valid_ns || f[62..78] != ip6(V6_NEIGH.0) {
+        return Expect6::Forward;
+    }
+    let to = if f.len() == 86 && f[78] == 1 {
+        [f[80], f[81], f[82], f[83], f[84], f[85]]
+    } else {
+        [f[6], f[7], f[8], f[9], f[10], f[11]]
+    };
+    let option = [&[2, 1][..], &V6_NEIGH.1].concat();
+    let mut na = icmp6(
+        to,
+        V6_NEIGH.1,
+        ip6(V6_NEIGH.0),
+        src.try_into().expect("16 bytes"),
+        255,
+        &na_msg(ip6(V6_NEIGH.0), &option),
+    );
+    na[14] = 0x60 | (f[14] & 0x0f);
+    Expect6::Answer(na)
+}
+
+/// Valid IPv6 frames of the sender, good and bad, for mutations to start from.
+fn ipv6_bases(me: [u8; 6]) -> Vec<Vec<u8>> {
+    use vtep_testbed::ipv6::*;
+    let own = ip6(V6_OWN[0]);
+    let ll = ip6(V6_OWN[1]);
+    let peer = ip6(V6_NEIGH.0);
+    let (group, group_mac) = solicited_node(peer);
+    let slla = lladdr_option(1, me);
+    vec![
+        icmp6(group_mac, me, own, group, 255, &ns_msg(peer, &slla)),
+        icmp6(V6_NEIGH.1, me, own, peer, 255, &ns_msg(peer, &slla)),
+        icmp6(V6_NEIGH.1, me, ll, peer, 255, &ns_msg(peer, &[])),
+        icmp6(group_mac, me, own, group, 255, &ns_msg(ip6("fd00:12::9"), &slla)),
+        icmp6(group_mac, me, [0; 16], group, 255, &ns_msg(own, &[])),
+        icmp6(ALL_NODES.1, me, own, ALL_NODES.0, 255, &na_msg(own, &lladdr_option(2, me))),
+        icmp6(ALL_NODES.1, me, own, ALL_NODES.0, 255, &na_msg(peer, &lladdr_option(2, me))),
+        icmp6(V6_NEIGH.1, me, own, peer, 64, &echo_msg(1)),
+        icmp6(V6_NEIGH.1, me, ip6("fd00:12::66"), peer, 64, &echo_msg(2)),
+        packet(
+            MLDV2_ROUTERS.1,
+            me,
+            [0; 16],
+            MLDV2_ROUTERS.0,
+            1,
+            HOP_BY_HOP,
+            &router_alert(ICMPV6),
+            ICMPV6,
+            &mld2_report(group),
+        ),
+        packet(
+            V6_NEIGH.1,
+            me,
+            own,
+            peer,
+            255,
+            60,
+            &[ICMPV6, 0, 1, 4, 0, 0, 0, 0],
+            ICMPV6,
+            &ns_msg(peer, &slla),
+        ),
+        icmp6(ALL_ROUTERS.1, me, ll, ALL_ROUTERS.0, 255, &rs_msg(&slla)),
+    ]
+}
+
+#[derive(Clone, Debug)]
+enum Mutation6 {
+    None,
+    Truncate(usize),
+    Flip(usize, u8),
+    HopLimit(u8),
+    /// A hop-by-hop header (router alert) put in front of the upper layer.
+    HopByHop,
+    /// The ICMPv6 checksum broken.
+    Checksum(u16),
+}
+
+fn apply6(mut f: Vec<u8>, m: &Mutation6) -> Vec<u8> {
+    match *m {
+        Mutation6::None => {}
+        Mutation6::Truncate(n) => f.truncate(n.max(14)),
+        Mutation6::Flip(o, b) => {
+            if let Some(x) = f.get_mut(o) {
+                *x = b;
+            }
+        }
+        Mutation6::HopLimit(h) => f[21] = h,
+        Mutation6::HopByHop => {
+            let next = f[20];
+            f[20] = 0;
+            let plen = u16::from_be_bytes([f[18], f[19]]) + 8;
+            f[18..20].copy_from_slice(&plen.to_be_bytes());
+            f.splice(54..54, vtep_testbed::ipv6::router_alert(next));
+        }
+        Mutation6::Checksum(x) => {
+            if f[20] == 58 && f.len() > 58 {
+                let c = u16::from_be_bytes([f[56], f[57]]) ^ x.max(1);
+                f[56..58].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+    }
+    f
+}
+
+/// drop_spoof as the per-CPU STATS map counts it.
+fn spoof_count(stats: &aya::maps::PerCpuArray<aya::maps::MapData, u64>) -> Result<u64> {
+    let values = stats.get(&vtep_common::counter::DROP_SPOOF, 0)?;
+    Ok(values.iter().sum())
+}
+
+/// IPv6 frames from a port, valid neighbour discovery and its mutations (truncated anywhere,
+/// a flipped byte, another hop limit, an extension header in front, a bad checksum): each is
+/// answered with exactly the NA the model builds, dropped as spoofed, or forwarded, as the
+/// model decides.
+#[test]
+fn hostile_ipv6_from_a_port_is_answered_dropped_or_forwarded_as_the_model_says() -> Result<()> {
+    let tag = unique_tag("h6");
+    let bed = Testbed::underlay(&tag, vec![Stack::vtep(), Stack::vtep()])?;
+    let h1 = &bed.hosts[0];
+    let sender = format!("{tag}s");
+    let me = [2u8, 0x42, 0xc0, 0xa8, 0, 2];
+    h1.port_with(&sender, "02:42:c0:a8:00:02", &["12.12.12.2/24", "fd00:12::2/64"], 42)?;
+    h1.vtep(&["fdb", "add", "02:42:c0:a8:00:03", "dst", "192.168.104.3", "vni", "42"])?;
+    h1.vtep(&["neigh", "add", V6_NEIGH.0, "lladdr", "02:42:c0:a8:00:03", "vni", "42"])?;
+    let ports: serde_json::Value = serde_json::from_str(&h1.vtep(&["-j", "port", "show"])?)?;
+    let host_if = ports[0]["host_ifname"].as_str().context("host_ifname")?.to_string();
+    let dir = h1.pin_dir()?;
+    let port = SchedClassifier::from_pin(Path::new(&dir).join("prog_port"))
+        .context("pinned port program")?;
+    let stats_pin = aya::maps::MapData::from_pin(
+        Path::new(&dir).join(vtep_common::map_name::STATS),
+    )?;
+    let stats = aya::maps::PerCpuArray::<_, u64>::try_from(aya::maps::Map::PerCpuArray(stats_pin))?;
+    let _inside = netns::enter(&h1.ns)?;
+    let ctx = skb_ctx(ifindex(&h1.ns, &host_if)?);
+
+    let mutation = prop_oneof![
+        2 => Just(Mutation6::None),
+        3 => (0usize..120).prop_map(Mutation6::Truncate),
+        3 => (14usize..110, any::<u8>()).prop_map(|(o, b)| Mutation6::Flip(o, b)),
+        1 => any::<u8>().prop_map(Mutation6::HopLimit),
+        1 => Just(Mutation6::HopByHop),
+        1 => any::<u16>().prop_map(Mutation6::Checksum),
+    ];
+    let bases = ipv6_bases(me);
+    let frame = (0..bases.len(), mutation).prop_map(move |(i, m)| apply6(bases[i].clone(), &m));
+    let mut runner = TestRunner::new(Config {
+        cases: cases() / 10,
+        failure_persistence: None,
+        max_global_rejects: 100_000,
+        ..Config::default()
+    });
+    let result = runner.run(&frame, |f| {
+        prop_assume!(f.len() >= 54 && f[12..14] == [0x86, 0xdd]);
+        let expect = model6(&f, me);
+        let before = spoof_count(&stats).map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+        let run = run_tc(&port, &f, &ctx);
+        prop_assume!(!kernel_refuses(&run, &f));
+        let (verdict, out) = run.map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+        let spoofed = spoof_count(&stats).map_err(|e| TestCaseError::fail(format!("{e:#}")))? - before;
+        match &expect {
+            Expect6::Answer(na) => {
+                prop_assert_eq!(verdict, TC_ACT_REDIRECT, "the NS was not answered");
+                prop_assert_eq!(&out, na, "not the NA the model builds");
+            }
+            Expect6::Spoof => {
+                prop_assert_eq!(verdict, TC_ACT_SHOT, "a spoofed frame got through");
+                prop_assert_eq!(spoofed, 1, "not counted as drop_spoof");
+            }
+            Expect6::Forward => {
+                prop_assert_eq!(spoofed, 0, "dropped as spoofed");
+                let answered = out.len() == 86 && out[54] == 136 && out[6..12] == V6_NEIGH.1;
+                prop_assert!(!answered, "answered what the model does not");
+            }
+        }
+        Ok(())
+    });
+    result.map_err(|e| anyhow::anyhow!("{e}"))
+}

@@ -166,15 +166,18 @@ pub const MAX_EXT_HEADERS: usize = 4;
 /// Options of one NS or NA anti-spoofing reads; a message with more is refused.
 pub const MAX_ND_OPTIONS: usize = 4;
 
-/// The next header after the extension header `proto` whose first two bytes are `h`, and
-/// that header's length; None for an upper layer (or a fragment header: fragmented ND
-/// messages are ignored by receivers, RFC 6980).
+/// Whether `proto` is an extension header vtep sees through: hop-by-hop, routing,
+/// destination options (a fragment header ends the walk: fragmented ND messages are ignored
+/// by receivers, RFC 6980).
 #[inline(always)]
-pub fn skip_ext(proto: u8, h: [u8; 2]) -> Option<(u8, usize)> {
-    match proto {
-        0 | 43 | 60 => Some((h[0], (h[1] as usize + 1) * 8)),
-        _ => None,
-    }
+pub fn is_ext(proto: u8) -> bool {
+    matches!(proto, 0 | 43 | 60)
+}
+
+/// The length of such a header from its second byte (8-byte units beyond the first 8).
+#[inline(always)]
+pub fn ext_len(units: u8) -> usize {
+    (units as usize + 1) * 8
 }
 
 #[cfg(test)]

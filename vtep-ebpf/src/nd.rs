@@ -94,13 +94,13 @@ fn answer(ctx: &TcContext, ifindex: u32, ns: &Solicitation, mac: &[u8; 6]) -> Nd
 fn upper(ctx: &TcContext, ip: usize, first: u8) -> Option<(u8, usize)> {
     let (mut proto, mut off) = (first, ip + IPV6_LEN);
     for _ in 0..MAX_EXT_HEADERS {
-        let h: [u8; 2] = ctx.load(off).ok()?;
-        match nd::skip_ext(proto, h) {
-            Some((next, len)) => (proto, off) = (next, off + len),
-            None => return Some((proto, off)),
+        if !nd::is_ext(proto) {
+            return Some((proto, off));
         }
+        let h: [u8; 2] = ctx.load(off).ok()?;
+        (proto, off) = (h[0], off + nd::ext_len(h[1]));
     }
-    nd::skip_ext(proto, [0, 0]).is_none().then_some((proto, off))
+    (!nd::is_ext(proto)).then_some((proto, off))
 }
 
 /// Whether the IPv6 packet at `ip` comes from the port: from
