@@ -10,7 +10,11 @@
 //! also what makes frames from a kernel vxlan on the same machine verify: they arrive
 //! CHECKSUM_PARTIAL over a veth, their inner checksum not yet filled in and their outer one
 //! computed by local checksum offload (`lco_csum`) on that same assumption. Frames without
-//! such an inner checksum are summed whole by the data path.
+//! such an inner checksum are summed whole by the data path. A local kernel sender leaves
+//! even the outer checksum to offload when the inner one is done (`udp6_set_csum`: the
+//! field holds only the pseudo-header's sum, and a veth never fills it in); such a frame
+//! is taken as the kernel's receiver takes it, the inner packet's own checksum still
+//! guarding it.
 
 use crate::{
     outer6::{self, Inner, ENCAP6_LEN, IPV6_LEN, UDP6_OFF},
@@ -27,6 +31,9 @@ pub struct Decap6 {
     pub decap: Decap,
     /// The outer UDP checksum as received (0: none).
     pub csum: u16,
+    /// The checksum field holds only the pseudo-header's sum: left to offload by a sender
+    /// on this machine.
+    pub offloaded: bool,
     /// The one's-complement sum of the pseudo-header, the UDP and VXLAN headers and the
     /// inner Ethernet header: what `csum_ok` adds the inner packet's sum to.
     pub head_sum: u32,
@@ -92,6 +99,7 @@ pub fn parse_vxlan6(
             padding,
         },
         csum,
+        offloaded: csum == outer6::fold(pseudo),
         head_sum: outer6::sum16(&h[UDP..DECAP6_MIN], pseudo),
     })
 }

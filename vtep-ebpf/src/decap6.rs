@@ -64,7 +64,7 @@ fn classify(ctx: &TcContext, cfg: &Config) -> Result<Found, u32> {
     if !gso {
         let ok = match p.csum {
             0 => cfg.udp6_zero_csum_rx != 0,
-            _ => checksum_ok(ctx, &p, &inner_eth),
+            _ => p.offloaded || checksum_ok(ctx, &p, &inner_eth),
         };
         if !ok {
             return Err(counter::PASS_BAD_VXLAN);

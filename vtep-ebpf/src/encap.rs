@@ -8,8 +8,7 @@ use aya_ebpf::{
         bpf_redir_neigh as RedirNeigh, bpf_redir_neigh__bindgen_ty_1 as NextHopAddr,
         BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
-        BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO,
-        BPF_F_INGRESS,
+        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_INGRESS,
     },
     helpers::{
         bpf_fib_lookup, bpf_get_hash_recalc, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_head,
@@ -18,13 +17,12 @@ use aya_ebpf::{
 };
 use vtep_common::{
     counter, ecn,
-    outer6::ENCAP6_LEN,
-    wire::{self, ENCAP_LEN, ETH_LEN, ETH_P_IP, ETH_P_IPV6, MAX_VLAN_TAGS, VLAN_LEN},
-    Addr, Config, Remote, REFLECT_MARK,
+    wire::{self, ENCAP_LEN, ENCAP_ROOM, ETH_LEN, ETH_P_IP, ETH_P_IPV6, MAX_VLAN_TAGS, VLAN_LEN},
+    Config, Remote, REFLECT_MARK,
 };
 
 use crate::{
-    encap6, head,
+    head,
     maps::FIB_SCRATCH,
     mtu,
     stats::{count, drop, redirected, Verdict},
@@ -32,83 +30,31 @@ use crate::{
 };
 
 const AF_INET: u8 = 2;
-pub const AF_INET6: u8 = 10;
 
 /// Keeps GSO/TSO intact: the kernel marks the skb as UDP-tunnelled Ethernet and segments it
 /// (inner TCP included) only at the last moment, exactly as for its own vxlan device. The
 /// inner MAC header length (added per frame) is 14 plus its VLAN tags: the kernel's
 /// segmentation finds the inner network header by it, so any other value corrupts segments.
 const ROOM_FLAGS: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64
+    | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 as u64
     | BPF_F_ADJ_ROOM_ENCAP_L4_UDP as u64
     | BPF_F_ADJ_ROOM_ENCAP_L2_ETH as u64;
 
-/// The outer family of a tunnel: which local address, headers and room.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    #[inline(always)]
-    pub fn of(ip: &Addr) -> Self {
-        if ip.is_v4() {
-            Family::V4
-        } else {
-            Family::V6
-        }
-    }
-
-    /// Outer headers, Ethernet included.
-    #[inline(always)]
-    pub const fn overhead(self) -> usize {
-        match self {
-            Family::V4 => ENCAP_LEN,
-            Family::V6 => ENCAP6_LEN,
-        }
-    }
-
-    /// The ether type skb->protocol must hold for the kernel to route the outer packet.
-    #[inline(always)]
-    const fn ethertype(self) -> u16 {
-        match self {
-            Family::V4 => ETH_P_IP,
-            Family::V6 => ETH_P_IPV6,
-        }
-    }
-
-    #[inline(always)]
-    const fn room_flag(self) -> u64 {
-        match self {
-            Family::V4 => BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 as u64,
-            Family::V6 => BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 as u64,
-        }
-    }
-}
-
 /// What stays the same for every copy of one encapsulated frame.
 pub struct Tunnel {
-    pub inner_eth: [u8; ETH_LEN],
-    pub tags: vlan::Tags,
-    pub inner_len: u16,
-    pub src_port: u16,
-    pub tos: u8,
-    pub vni: u32,
-    /// The inner flow's hash, for an IPv6 flow label.
-    pub hash: u32,
+    inner_eth: [u8; ETH_LEN],
+    tags: vlan::Tags,
+    inner_len: u16,
+    src_port: u16,
+    tos: u8,
+    vni: u32,
 }
 
-/// Grows the frame starting with `eth` by the outer headers of `family` (filled in later,
-/// per destination), taking its VLAN tags out of metadata to push them inside. Err is the
-/// drop counter.
+/// Grows the frame starting with `eth` by the outer headers (filled in later, per
+/// destination), taking its VLAN tags out of metadata to push them inside. Err is the drop
+/// counter.
 #[inline(always)]
-pub fn open(
-    ctx: &TcContext,
-    cfg: &Config,
-    vni: u32,
-    eth: &[u8; ETH_LEN],
-    family: Family,
-) -> Result<Tunnel, u32> {
+pub fn open(ctx: &TcContext, cfg: &Config, vni: u32, eth: &[u8; ETH_LEN]) -> Result<Tunnel, u32> {
     let tags = vlan::take(ctx).ok_or(counter::DROP_VLAN)?;
     let mut inner_eth = *eth;
     if tags.n > 0 {
@@ -132,12 +78,11 @@ pub fn open(
     // only a template the kernel rewrites per segment, so saturate rather than wrap.
     let inner_len =
         (ctx.len() + pushed as u32).min(u16::MAX as u32 - (ENCAP_LEN - ETH_LEN) as u32) as u16;
-    let room = (family.overhead() + pushed) as u32;
+    let room = (ENCAP_ROOM + pushed) as u32;
     let proto = ctx.skb.protocol();
     if proto == ETH_P_IP.to_be() as u32 || proto == ETH_P_IPV6.to_be() as u32 {
         let l2 = ((ETH_LEN + pushed) as u64) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT;
-        let flags = ROOM_FLAGS | family.room_flag() | l2;
-        ctx.adjust_room(room as i32, BPF_ADJ_ROOM_MAC, flags)
+        ctx.adjust_room(room as i32, BPF_ADJ_ROOM_MAC, ROOM_FLAGS | l2)
             .map_err(|_| counter::DROP_ENCAP_FAIL)?;
     } else if unsafe { bpf_skb_change_head(ctx.skb.skb, room, 0) } != 0 {
         // adjust_room takes only IP skbs; other frames (ARP) are never GSO, so pushing
@@ -151,7 +96,6 @@ pub fn open(
         src_port: wire::src_port(hash, cfg.srcport_min, cfg.srcport_max),
         tos,
         vni,
-        hash,
     })
 }
 
@@ -195,30 +139,23 @@ pub fn address(
         tos: t.tos,
         inner_len: t.inner_len,
     };
-    let write = |o: &mut [u8; ENCAP_LEN]| wire::write_outer(o, &outer);
     // One fixed-size write per tag count: the verifier needs constant bounds.
     match t.tags.n {
-        0 => write_head::<{ ENCAP_LEN + ETH_LEN }, ENCAP_LEN>(ctx, write, t),
-        1 => write_head::<{ ENCAP_LEN + ETH_LEN + VLAN_LEN }, ENCAP_LEN>(ctx, write, t),
-        _ => write_head::<{ ENCAP_LEN + ETH_LEN + MAX_VLAN_TAGS * VLAN_LEN }, ENCAP_LEN>(
-            ctx, write, t,
-        ),
+        0 => write_head::<{ ENCAP_LEN + ETH_LEN }>(ctx, &outer, t),
+        1 => write_head::<{ ENCAP_LEN + ETH_LEN + VLAN_LEN }>(ctx, &outer, t),
+        _ => write_head::<{ ENCAP_LEN + ETH_LEN + MAX_VLAN_TAGS * VLAN_LEN }>(ctx, &outer, t),
     }
 }
 
-/// Writes the outer headers (`O` bytes, by `outer`), then the inner MACs, tags and ether
-/// type: the first `N` bytes.
+/// Writes the outer headers, then the inner MACs, tags and ether type: the first `N` bytes.
 #[inline(always)]
-pub fn write_head<const N: usize, const O: usize>(
-    ctx: &TcContext,
-    outer: impl FnOnce(&mut [u8; O]),
-    t: &Tunnel,
-) -> bool {
-    let Some((o, inner)) = head::view_mut::<N>(ctx).and_then(|h| h.split_first_chunk_mut::<O>())
+fn write_head<const N: usize>(ctx: &TcContext, outer: &wire::Outer, t: &Tunnel) -> bool {
+    let Some((o, inner)) =
+        head::view_mut::<N>(ctx).and_then(|h| h.split_first_chunk_mut::<ENCAP_LEN>())
     else {
         return false;
     };
-    outer(o);
+    wire::write_outer(o, outer);
     let Some((macs, rest)) = inner.split_first_chunk_mut::<12>() else {
         return false;
     };
@@ -236,7 +173,7 @@ pub fn write_head<const N: usize, const O: usize>(
 }
 
 /// Marks an encapsulated frame for the detour through the underlay's ingress (redirect with
-/// `REFLECT_FLAGS`), where the kernel re-derives skb->protocol (IPv4 or IPv6) and `reflected`
+/// `REFLECT_FLAGS`), where the kernel re-derives skb->protocol (IPv4) and `reflected`
 /// hands it to `bpf_redirect_neigh`.
 #[inline(always)]
 pub fn reflect_mark(ctx: &TcContext) {
@@ -283,57 +220,40 @@ pub fn unicast(
     from: u32,
     eth: &[u8; ETH_LEN],
 ) -> Verdict<i32> {
-    let family = Family::of(&to.ip);
-    if let Some(limit) = mtu::exceeded(ctx, cfg, eth, family.overhead()) {
+    if let Some(limit) = mtu::exceeded(ctx, cfg, eth) {
         return mtu::answer(ctx, from, eth, limit);
     }
-    let hop = match family {
-        Family::V4 => to.ip.v4_octets().and_then(|ip| next_hop(ctx, cfg, ip)),
-        Family::V6 => encap6::next_hop(ctx, cfg, &to.ip.0),
-    };
-    let Some(hop) = hop else {
+    // IPv6 VTEPs are not reachable yet.
+    let Some(remote_ip) = to.ip.v4_octets() else {
         return drop(counter::DROP_NO_ROUTE);
     };
-    let tunnel = match open(ctx, cfg, vni, eth, family) {
+    let Some(hop) = next_hop(ctx, cfg, remote_ip) else {
+        return drop(counter::DROP_NO_ROUTE);
+    };
+    let tunnel = match open(ctx, cfg, vni, eth) {
         Ok(t) => t,
         Err(reason) => return drop(reason),
     };
     // Read after `open`: taking the tags out can change skb->protocol.
-    let routable = ctx.skb.protocol() == family.ethertype().to_be() as u32;
+    let is_ipv4 = ctx.skb.protocol() == ETH_P_IP.to_be() as u32;
     let macs = match hop {
         NextHop::Resolved {
             dst_mac, src_mac, ..
         } => (dst_mac, src_mac),
         NextHop::OnLink | NextHop::Unresolved => ([0; 6], [0; 6]),
     };
-    let written = match (family, to.ip.v4_octets()) {
-        (Family::V4, Some(ip)) => address(ctx, cfg, &tunnel, ip, to.port, macs),
-        _ => encap6::inner_sum(ctx, cfg, &tunnel).is_some_and(|sum| {
-            encap6::address(ctx, cfg, &tunnel, &to.ip.0, to.port, macs, sum)
-        }),
-    };
-    if !written {
+    if !address(ctx, cfg, &tunnel, remote_ip, to.port, macs) {
         return drop(counter::DROP_ENCAP_FAIL);
     }
     let rc = match hop {
         NextHop::Resolved { ifindex, .. } => unsafe { bpf_redirect(ifindex, 0) as i32 },
-        NextHop::OnLink if routable => {
+        NextHop::OnLink if is_ipv4 => {
             count(counter::NEIGH_RESOLVE);
             // Every byte set by value: mem::zeroed() becomes a byte-loop memset call here.
-            let a = to.ip.0;
-            let word = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
-            let mut nh = match family {
-                Family::V4 => RedirNeigh {
-                    nh_family: AF_INET as u32,
-                    __bindgen_anon_1: NextHopAddr {
-                        ipv6_nh: [word(12), 0, 0, 0],
-                    },
-                },
-                Family::V6 => RedirNeigh {
-                    nh_family: AF_INET6 as u32,
-                    __bindgen_anon_1: NextHopAddr {
-                        ipv6_nh: [word(0), word(4), word(8), word(12)],
-                    },
+            let mut nh = RedirNeigh {
+                nh_family: AF_INET as u32,
+                __bindgen_anon_1: NextHopAddr {
+                    ipv6_nh: [u32::from_ne_bytes(remote_ip), 0, 0, 0],
                 },
             };
             unsafe {
@@ -345,7 +265,7 @@ pub fn unicast(
                 ) as i32
             }
         }
-        NextHop::Unresolved if routable => {
+        NextHop::Unresolved if is_ipv4 => {
             count(counter::NEIGH_RESOLVE);
             unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, ptr::null_mut(), 0, 0) as i32 }
         }
@@ -390,12 +310,6 @@ pub fn next_hop(ctx: &TcContext, cfg: &Config, remote_ip: [u8; 4]) -> Option<Nex
     fib.__bindgen_anon_2.tos = 0;
     fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(cfg.local_ip);
     fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(remote_ip);
-    fib_answer(ctx, fib)
-}
-
-/// Asks the FIB about the query in `fib` (either family).
-#[inline(always)]
-pub fn fib_answer(ctx: &TcContext, fib: &mut FibLookup) -> Option<NextHop> {
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.skb.skb as *mut c_void,

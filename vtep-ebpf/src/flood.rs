@@ -9,19 +9,13 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{__sk_buff, TC_ACT_SHOT},
-    helpers::{bpf_loop, bpf_skb_change_head, bpf_skb_change_proto},
+    helpers::bpf_loop,
     programs::TcContext,
 };
-use vtep_common::{
-    counter,
-    outer6::EXTRA6,
-    wire::{ETH_LEN, ETH_P_IP, ETH_P_IPV6},
-    Config, Slot, MAX_FLOOD, MAX_VNI_PORTS,
-};
+use vtep_common::{counter, wire::ETH_LEN, Config, Slot, MAX_FLOOD, MAX_VNI_PORTS};
 
 use crate::{
-    encap::{self, Family, NextHop, Tunnel},
-    encap6,
+    encap::{self, NextHop, Tunnel},
     maps::{FLOOD, VNIS, VNI_PORTS},
     mtu,
     stats::{count, drop, Verdict},
@@ -36,18 +30,7 @@ struct Walk {
     except: u32,
     cfg: *const Config,
     tunnel: *const Tunnel,
-    /// The outer family this walk copies to (`FAMILY_V4` or `FAMILY_V6`); VTEPs of the
-    /// other are left for a second walk.
-    family: u8,
-    /// Set when the walk passed a VTEP of the other family.
-    other: u8,
-    _pad: [u8; 2],
-    /// The inner frame's sum, for IPv6 copies' UDP checksum.
-    inner_sum: u32,
 }
-
-const FAMILY_V4: u8 = 4;
-const FAMILY_V6: u8 = 6;
 
 /// bpf_loop callbacks may only answer 0 (go on) or 1 (stop).
 const GO_ON: i64 = 0;
@@ -69,10 +52,6 @@ fn to_ports(ctx: &TcContext, vni: u32, len: u32, except: u32) {
         except,
         cfg: core::ptr::null(),
         tunnel: core::ptr::null(),
-        family: 0,
-        other: 0,
-        _pad: [0; 2],
-        inner_sum: 0,
     };
     walk_list(len.min(MAX_VNI_PORTS), copy_to_port, &mut walk);
 }
@@ -116,45 +95,26 @@ pub fn from_port(
     if !others && lists.flood == 0 {
         return drop(reason);
     }
-    // The first walk's family: IPv4 when the host has an IPv4 address (IPv4 lists cost
-    // what they did before IPv6), else IPv6.
-    let first = if cfg.local_ip != [0; 4] {
-        Family::V4
-    } else {
-        Family::V6
-    };
-    let fits = mtu::exceeded(ctx, cfg, eth, first.overhead()).is_none();
+    let fits = mtu::exceeded(ctx, cfg, eth).is_none();
     if !others && !fits {
         return drop(counter::DROP_TOO_BIG);
     }
-    // Judged before growing: IPv6 copies need 20 bytes more than IPv4 ones.
-    let fits6 = fits && mtu::exceeded(ctx, cfg, eth, Family::V6.overhead()).is_none();
     if others {
         to_ports(ctx, vni, lists.ports, ifindex);
     }
     if lists.flood > 0 && fits {
-        remote(ctx, cfg, vni, lists.flood, eth, first, fits6);
+        remote(ctx, cfg, vni, lists.flood, eth);
     }
     Verdict::new(TC_ACT_SHOT, counter::FLOOD)
 }
 
-/// Encapsulates once per outer family; each copy only rewrites the outer headers. The
-/// list is walked for `first`'s VTEPs, then, if it holds IPv6 ones too, the frame grows by
-/// the 20 bytes IPv6 adds and the list is walked for those. A copy whose next hop the FIB
-/// knows goes straight out; the others take the detour through the underlay's ingress,
+/// Encapsulates once; each copy only rewrites the outer headers. A copy whose next hop the
+/// FIB knows goes straight out; the others take the detour through the underlay's ingress,
 /// where the kernel resolves it. Straight out matters for long lists: every detour waits
 /// in the CPU's backlog (netdev_max_backlog, 1,000 by default) until this program returns.
 #[inline(always)]
-fn remote(
-    ctx: &TcContext,
-    cfg: &Config,
-    vni: u32,
-    len: u32,
-    eth: &[u8; ETH_LEN],
-    first: Family,
-    fits6: bool,
-) {
-    let tunnel = match encap::open(ctx, cfg, vni, eth, first) {
+fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, eth: &[u8; ETH_LEN]) {
+    let tunnel = match encap::open(ctx, cfg, vni, eth) {
         Ok(t) => t,
         // No remote copy can be made; the frame's verdict stays `flood` (local copies).
         Err(reason) => return count(reason),
@@ -166,53 +126,12 @@ fn remote(
         except: 0,
         cfg,
         tunnel: &tunnel,
-        family: FAMILY_V6,
-        other: 0,
-        _pad: [0; 2],
-        inner_sum: 0,
     };
-    let len = len.min(MAX_FLOOD);
-    if first == Family::V6 {
-        walk.inner_sum = match encap6::inner_sum(ctx, cfg, &tunnel) {
-            Some(sum) => sum,
-            None => return count(counter::DROP_ENCAP_FAIL),
-        };
-        return walk_list(len, copy_to_vtep, &mut walk);
-    }
-    walk.family = FAMILY_V4;
-    walk_list(len, copy_to_vtep, &mut walk);
-    if walk.other == 0 || cfg.local_ip6 == [0; 16] {
-        return;
-    }
-    if !fits6 {
-        return count(counter::DROP_TOO_BIG);
-    }
-    match grow6(ctx).then(|| encap6::inner_sum(ctx, cfg, &tunnel)).flatten() {
-        Some(sum) => walk.inner_sum = sum,
-        None => return count(counter::DROP_ENCAP_FAIL),
-    }
-    walk.family = FAMILY_V6;
-    walk_list(len, copy_to_vtep, &mut walk);
-}
-
-/// Turns the room for IPv4 outer headers into room for IPv6 ones. An IP frame changes
-/// skb->protocol with it (bpf_skb_change_proto, which keeps the inner offsets), as the
-/// kernel routes by it; a GSO one cannot (the helper would retag its inner TCP segments
-/// as IPv6), and gets no IPv6 copies. Other frames (ARP) just get 20 bytes more in front.
-#[inline(never)]
-fn grow6(ctx: &TcContext) -> bool {
-    let skb = ctx.skb.skb;
-    if ctx.skb.protocol() == (ETH_P_IP.to_be() as u32) {
-        if unsafe { (*skb).gso_size } != 0 {
-            return false;
-        }
-        return unsafe { bpf_skb_change_proto(skb, ETH_P_IPV6.to_be(), 0) } == 0;
-    }
-    unsafe { bpf_skb_change_head(skb, EXTRA6 as u32, 0) == 0 }
+    walk_list(len.min(MAX_FLOOD), copy_to_vtep, &mut walk);
 }
 
 extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
-    let walk = unsafe { &mut *(walk as *mut Walk) };
+    let walk = unsafe { &*(walk as *const Walk) };
     let Some(remote) = (unsafe {
         FLOOD.get(Slot {
             vni: walk.vni,
@@ -221,18 +140,14 @@ extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
     }) else {
         return STOP;
     };
-    let v4 = remote.ip.v4_octets();
-    if v4.is_some() != (walk.family == FAMILY_V4) {
-        walk.other = 1;
+    let Some(remote_ip) = remote.ip.v4_octets() else {
+        // IPv6 VTEPs are not reachable yet.
+        count(counter::DROP_NO_ROUTE);
         return GO_ON;
-    }
+    };
     let ctx = TcContext::new(walk.skb);
     let (cfg, tunnel) = unsafe { (&*walk.cfg, &*walk.tunnel) };
-    let hop = match v4 {
-        Some(ip) => encap::next_hop(&ctx, cfg, ip),
-        None => encap6::next_hop(&ctx, cfg, &remote.ip.0),
-    };
-    let (macs, ifindex, flags) = match hop {
+    let (macs, ifindex, flags) = match encap::next_hop(&ctx, cfg, remote_ip) {
         Some(NextHop::Resolved {
             ifindex,
             dst_mac,
@@ -244,19 +159,8 @@ extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
             return GO_ON;
         }
     };
-    let written = match v4 {
-        Some(ip) => encap::address(&ctx, cfg, tunnel, ip, remote.port, macs),
-        None => encap6::address(
-            &ctx,
-            cfg,
-            tunnel,
-            &remote.ip.0,
-            remote.port,
-            macs,
-            walk.inner_sum,
-        ),
-    };
-    if written && ctx.clone_redirect(ifindex, flags).is_ok()
+    if encap::address(&ctx, cfg, tunnel, remote_ip, remote.port, macs)
+        && ctx.clone_redirect(ifindex, flags).is_ok()
     {
         count(counter::FLOOD_REMOTE);
     }
