@@ -195,17 +195,37 @@ pub fn reflected(ctx: &TcContext, cfg: &Config) -> Option<Verdict<i32>> {
     Some(redirected(rc, counter::REFLECT, counter::DROP_ENCAP_FAIL))
 }
 
-pub enum NextHop {
+/// How an encapsulated frame reaches the underlay's next hop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Route {
     /// Route and neighbour known: outer MACs and egress device.
-    Resolved {
-        ifindex: u32,
-        dst_mac: [u8; 6],
-        src_mac: [u8; 6],
-    },
+    Resolved,
     /// On the underlay's own subnet: the kernel only resolves the neighbour, no route.
     OnLink,
     /// The kernel has to route and resolve it.
     Unresolved,
+}
+
+/// The next hop. A struct whose every field is set on every path, not an enum with data:
+/// LLVM loads an enum's payload before matching on it, and on a path that never wrote it
+/// that reads uninitialised stack, which Linux 6.1's verifier refuses.
+pub struct NextHop {
+    pub route: Route,
+    pub ifindex: u32,
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+}
+
+impl NextHop {
+    /// A hop the kernel resolves, out of the underlay device.
+    const fn by_kernel(route: Route, ifindex: u32) -> Self {
+        NextHop {
+            route,
+            ifindex,
+            dst_mac: [0; 6],
+            src_mac: [0; 6],
+        }
+    }
 }
 
 /// Unicast from port `from` to one remote VTEP. The frame is encapsulated and handed to the
@@ -236,18 +256,13 @@ pub fn unicast(
     };
     // Read after `open`: taking the tags out can change skb->protocol.
     let is_ipv4 = ctx.skb.protocol() == ETH_P_IP.to_be() as u32;
-    let macs = match hop {
-        NextHop::Resolved {
-            dst_mac, src_mac, ..
-        } => (dst_mac, src_mac),
-        NextHop::OnLink | NextHop::Unresolved => ([0; 6], [0; 6]),
-    };
+    let macs = (hop.dst_mac, hop.src_mac);
     if !address(ctx, cfg, &tunnel, remote_ip, to.port, macs) {
         return drop(counter::DROP_ENCAP_FAIL);
     }
-    let rc = match hop {
-        NextHop::Resolved { ifindex, .. } => unsafe { bpf_redirect(ifindex, 0) as i32 },
-        NextHop::OnLink if is_ipv4 => {
+    let rc = match hop.route {
+        Route::Resolved => unsafe { bpf_redirect(hop.ifindex, 0) as i32 },
+        Route::OnLink if is_ipv4 => {
             count(counter::NEIGH_RESOLVE);
             // Every byte set by value: mem::zeroed() becomes a byte-loop memset call here.
             let mut nh = RedirNeigh {
@@ -265,13 +280,13 @@ pub fn unicast(
                 ) as i32
             }
         }
-        NextHop::Unresolved if is_ipv4 => {
+        Route::Unresolved if is_ipv4 => {
             count(counter::NEIGH_RESOLVE);
             unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, ptr::null_mut(), 0, 0) as i32 }
         }
         // skb->protocol still names the inner frame (ARP, say), which bpf_redirect_neigh
         // refuses: take the detour through the underlay's ingress.
-        NextHop::OnLink | NextHop::Unresolved => {
+        Route::OnLink | Route::Unresolved => {
             count(counter::NEIGH_RESOLVE);
             reflect_mark(ctx);
             unsafe { bpf_redirect(cfg.underlay_ifindex, REFLECT_FLAGS) as i32 }
@@ -285,20 +300,19 @@ pub fn unicast(
 pub fn next_hop(ctx: &TcContext, cfg: &Config, remote_ip: [u8; 4]) -> Option<NextHop> {
     if cfg.fib_ok == 0 {
         // The FIB helper would refuse (no IP forwarding): skip straight to the kernel.
-        return Some(
-            if wire::same_subnet(cfg.local_ip, remote_ip, cfg.onlink_prefix) {
-                NextHop::OnLink
-            } else {
-                NextHop::Unresolved
-            },
-        );
+        let route = if wire::same_subnet(cfg.local_ip, remote_ip, cfg.onlink_prefix) {
+            Route::OnLink
+        } else {
+            Route::Unresolved
+        };
+        return Some(NextHop::by_kernel(route, cfg.underlay_ifindex));
     }
     // In a per-CPU scratch slot, not on the stack: a flood copy looks its hop up from a
     // bpf_loop callback, and the kernel allows 512 bytes of stack for the whole call chain
     // (6.1 counted 544 with this struct on it). Every input field is written each time;
     // the others are outputs.
     let Some(fib) = FIB_SCRATCH.get_ptr_mut(0) else {
-        return Some(NextHop::Unresolved);
+        return Some(NextHop::by_kernel(Route::Unresolved, cfg.underlay_ifindex));
     };
     let fib = unsafe { &mut *fib };
     fib.family = AF_INET;
@@ -319,14 +333,18 @@ pub fn next_hop(ctx: &TcContext, cfg: &Config, remote_ip: [u8; 4]) -> Option<Nex
         )
     };
     match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Some(NextHop::Resolved {
+        BPF_FIB_LKUP_RET_SUCCESS => Some(NextHop {
+            route: Route::Resolved,
             ifindex: fib.ifindex,
             dst_mac: fib.dmac,
             src_mac: fib.smac,
         }),
         // Without IP forwarding on the underlay the FIB helper refuses to answer; the
         // kernel's own output path still knows the way.
-        BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FWD_DISABLED => Some(NextHop::Unresolved),
+        BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FWD_DISABLED => Some(NextHop::by_kernel(
+            Route::Unresolved,
+            cfg.underlay_ifindex,
+        )),
         _ => None,
     }
 }

@@ -15,7 +15,7 @@ use aya_ebpf::{
 use vtep_common::{counter, wire::ETH_LEN, Config, Slot, MAX_FLOOD, MAX_VNI_PORTS};
 
 use crate::{
-    encap::{self, NextHop, Tunnel},
+    encap::{self, Route, Tunnel},
     maps::{FLOOD, VNIS, VNI_PORTS},
     mtu,
     stats::{count, drop, Verdict},
@@ -148,11 +148,7 @@ extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
     let ctx = TcContext::new(walk.skb);
     let (cfg, tunnel) = unsafe { (&*walk.cfg, &*walk.tunnel) };
     let (macs, ifindex, flags) = match encap::next_hop(&ctx, cfg, remote_ip) {
-        Some(NextHop::Resolved {
-            ifindex,
-            dst_mac,
-            src_mac,
-        }) => ((dst_mac, src_mac), ifindex, 0),
+        Some(h) if h.route == Route::Resolved => ((h.dst_mac, h.src_mac), h.ifindex, 0),
         Some(_) => (([0; 6], [0; 6]), cfg.underlay_ifindex, encap::REFLECT_FLAGS),
         None => {
             count(counter::DROP_NO_ROUTE);

@@ -171,11 +171,15 @@ fn nd_about_itself(ctx: &TcContext, port: &Port, ip: usize, l4: usize, ty: u8) -
     off >= end
 }
 
-/// Whether `addr` is one of the port's addresses.
+/// Whether `addr` is one of the port's addresses. Unrolled by hand: Linux 6.1's verifier
+/// loses a loop's bound on a pointer into map memory ("invalid access to map value").
 #[inline(always)]
 pub fn owns(port: &Port, addr: &Addr) -> bool {
     let n = (port.n_addrs as usize).min(MAX_PORT_ADDRS);
-    port.addrs[..n].iter().any(|a| a == addr)
+    // Constant indices, so every access has a constant offset.
+    let hit = |i: usize| i < n && port.addrs[i] == *addr;
+    const _: () = assert!(MAX_PORT_ADDRS == 8);
+    hit(0) || hit(1) || hit(2) || hit(3) || hit(4) || hit(5) || hit(6) || hit(7)
 }
 
 /// Counts a multicast IPv6 frame that is a router or multicast listener message.
