@@ -25,12 +25,6 @@ const UNDERLAY: &[&str] = &[
     "ip -n host2 link set eth1 up",
 ];
 
-/// The same hosts' IPv6 underlay addresses, for the dual-stack part.
-const UNDERLAY6: &[&str] = &[
-    "ip -n host1 addr add 2001:db8::2/64 dev eth1 nodad",
-    "ip -n host2 addr add 2001:db8::3/64 dev eth1 nodad",
-];
-
 /// The overlay, exactly as the README's quick start shows it.
 const OVERLAY: &[&str] = &[
     "vtep -n host1 up --dev eth1 --local 192.168.104.2",
@@ -43,18 +37,14 @@ const OVERLAY: &[&str] = &[
     "vtep -n host2 neigh add 12.12.12.2 lladdr 02:42:c0:a8:00:02 vni 42",
 ];
 
-/// Both hosts again with an IPv6 local address beside the IPv4 one, the containers given
-/// IPv6 addresses, and the remote container reached over IPv6: README's dual-stack variant.
+/// The containers made again with an IPv6 address beside the IPv4 one, and neighbour
+/// entries for both: README's dual-stack variant.
 const DUAL_STACK: &[&str] = &[
-    "vtep -n host1 up --local 192.168.104.2 --local 2001:db8::2",
-    "vtep -n host2 up --local 192.168.104.3 --local 2001:db8::3",
     "vtep -n host1 port del c1",
     "vtep -n host1 port add c1 --mac 02:42:c0:a8:00:02 --addr 12.12.12.2/24 --addr fd00:12::2/64 --vni 42",
     "vtep -n host2 port del c2",
     "vtep -n host2 port add c2 --mac 02:42:c0:a8:00:03 --addr 12.12.12.3/24 --addr fd00:12::3/64 --vni 42",
-    "vtep -n host1 fdb replace 02:42:c0:a8:00:03 dst 2001:db8::3 vni 42",
     "vtep -n host1 neigh add fd00:12::3 lladdr 02:42:c0:a8:00:03 vni 42",
-    "vtep -n host2 fdb replace 02:42:c0:a8:00:02 dst 2001:db8::2 vni 42",
     "vtep -n host2 neigh add fd00:12::2 lladdr 02:42:c0:a8:00:02 vni 42",
 ];
 
@@ -92,11 +82,10 @@ pub fn run() -> Result<()> {
     step("ip netns exec c1 iperf3 -c 12.12.12.3 -t 3")?;
     section("one tunnelled packet on host1's eth1, as tcpdump decodes it");
     show_vxlan_packet("12.12.12.3")?;
-    section("dual stack: IPv6 containers, IPv6 underlay (the README's dual-stack variant)");
-    UNDERLAY6.iter().try_for_each(|c| step(c))?;
+    section("dual stack: the containers again with IPv6 addresses (the README's variant)");
     DUAL_STACK.iter().try_for_each(|c| step(c))?;
     step("ip netns exec c1 ping -c 3 fd00:12::3")?;
-    step("ip netns exec c2 ping -c 3 12.12.12.2")?;
+    step("ip netns exec c2 ping -c 3 fd00:12::2")?;
     step("ip netns exec c2 iperf3 -s -1 -D")?;
     wait_for_listener("c2")?;
     step("ip netns exec c1 iperf3 -c fd00:12::3 -t 3")?;
