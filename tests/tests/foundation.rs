@@ -351,9 +351,11 @@ fn peers_map(pin_dir: &std::path::Path) -> Result<BTreeMap<(String, u64), u64>> 
             .iter()
             .map(byte)
             .collect::<Result<Vec<u8>>>()?;
-        ensure!(k.len() == 8 && v.len() == 4, "PEERS entry {e}");
-        let ip = format!("{}.{}.{}.{}", k[0], k[1], k[2], k[3]);
-        let vni = u32::from_le_bytes([k[4], k[5], k[6], k[7]]) as u64;
+        // Key: a 16-byte address (IPv4 mapped into IPv6), then the VNI.
+        ensure!(k.len() == 20 && v.len() == 4, "PEERS entry {e}");
+        let addr: [u8; 16] = k[..16].try_into()?;
+        let ip = std::net::Ipv6Addr::from(addr).to_canonical().to_string();
+        let vni = u32::from_le_bytes([k[16], k[17], k[18], k[19]]) as u64;
         peers.insert(
             (ip, vni),
             u32::from_le_bytes([v[0], v[1], v[2], v[3]]) as u64,

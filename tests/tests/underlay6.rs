@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use vtep_testbed::{cmd::in_ns, netns::unique_tag, ping, Stack, Testbed, Underlay};
+use vtep_testbed::{cmd::in_ns, netns::unique_tag, ping, Host, Stack, Testbed, Underlay};
 
 #[test]
 fn the_kernel_vxlan_over_ipv6_reaches_a_vtep_container() -> Result<()> {
@@ -106,10 +106,9 @@ fn vxlan6(
     [&macs.0[..], &macs.1[..], &[0x86, 0xdd], &ip, &udp].concat()
 }
 
-#[test]
-fn the_outer_udp_checksum_is_verified_and_zero_is_refused_unless_udp6zerocsumrx() -> Result<()> {
-    let bed = Testbed::new_on(&unique_tag("u6c"), [Stack::vtep(), Stack::vtep()], Underlay::V6)?;
-    let (h1, h2) = (bed.c1(), bed.c2());
+/// Host 1's container pinging host 2's, as VXLAN over IPv6 from host 1's eth1 with its
+/// UDP checksum passed through `csum`.
+fn echo_over_ipv6(h1: &Host, h2: &Host, csum: impl Fn(u16) -> u16) -> Result<Vec<u8>> {
     let inner = vtep_testbed::inject::icmp_echo(
         parse_mac(&h2.mac),
         parse_mac(&h1.mac),
@@ -118,18 +117,25 @@ fn the_outer_udp_checksum_is_verified_and_zero_is_refused_unless_udp6zerocsumrx(
         0,
     );
     let macs = (mac_of(&h2.ns, "eth1")?, mac_of(&h1.ns, "eth1")?);
-    let (src, dst) = (v6(&h1.ip6), v6(&h2.ip6));
+    Ok(vxlan6(macs, v6(&h1.ip6), v6(&h2.ip6), &inner, csum))
+}
+
+/// Waits until counter `name` of host `h` reaches `want`.
+fn settled(h: &Host, name: &str, want: u64) -> Result<()> {
+    vtep_testbed::wait::until(name, Duration::from_secs(5), || Ok(h.counter(name)? >= want))
+        .map(|_| ())
+}
+
+#[test]
+fn the_outer_udp_checksum_is_verified_and_zero_is_refused_unless_udp6zerocsumrx() -> Result<()> {
+    let bed = Testbed::new_on(&unique_tag("u6c"), [Stack::vtep(), Stack::vtep()], Underlay::V6)?;
+    let (h1, h2) = (bed.c1(), bed.c2());
     let send = |csum: &dyn Fn(u16) -> u16| -> Result<()> {
-        let f = vxlan6(macs, src, dst, &inner, csum);
+        let f = echo_over_ipv6(h1, h2, csum)?;
         vtep_testbed::inject::send_frames(&h1.ns, "eth1", vec![f])?;
         Ok(())
     };
-    let settled = |name: &str, want: u64| -> Result<()> {
-        vtep_testbed::wait::until(name, Duration::from_secs(5), || {
-            Ok(h2.counter(name)? >= want)
-        })
-        .map(|_| ())
-    };
+    let settled = |name: &str, want: u64| settled(h2, name, want);
     let (decap, bad) = (h2.counter("decap")?, h2.counter("pass_bad_vxlan")?);
     send(&|c| c)?;
     settled("decap", decap + 1)?;
@@ -153,21 +159,8 @@ fn learning_and_strict_peers_work_over_ipv6() -> Result<()> {
     )?;
     let (h1, h2) = (&bed.hosts[0], &bed.hosts[1]);
     h2.port(&h2.container, &h2.mac, &h2.container_ip, 42)?;
-    let inner = vtep_testbed::inject::icmp_echo(
-        parse_mac(&h2.mac),
-        parse_mac(&h1.mac),
-        [12, 12, 12, 2],
-        [12, 12, 12, 3],
-        0,
-    );
-    let macs = (mac_of(&h2.ns, "eth1")?, mac_of(&h1.ns, "eth1")?);
-    let frame = vxlan6(macs, v6(&h1.ip6), v6(&h2.ip6), &inner, |c| c);
-    let settled = |name: &str, want: u64| -> Result<()> {
-        vtep_testbed::wait::until(name, Duration::from_secs(5), || {
-            Ok(h2.counter(name)? >= want)
-        })
-        .map(|_| ())
-    };
+    let frame = echo_over_ipv6(h1, h2, |c| c)?;
+    let settled = |name: &str, want: u64| settled(h2, name, want);
     // Host 2 knows no peer: strict, it refuses host 1's frames.
     let refused = h2.counter("drop_unknown_peer")?;
     vtep_testbed::inject::send_frames(&h1.ns, "eth1", vec![frame.clone()])?;

@@ -264,9 +264,9 @@ impl State {
         };
         let addrs = req.addresses()?;
         {
+            // Before the link comes up, or the kernel makes its own link-local address.
             let _in = netns::enter(&ns)?;
             topology::no_auto_link_local(&req.ifname)?;
-            topology::enable_gro(&req.ifname)?;
         }
         for &a in &addrs {
             inside.add_address(index, a).await?;
@@ -274,6 +274,12 @@ impl State {
         inside.set_up(index).await?;
         if let Some(lo) = inside.ifindex("lo").await? {
             inside.set_up(lo).await?;
+        }
+        {
+            // Once the link is up: on Linux 6.12 GRO turned on while the veth is down does
+            // not start the NAPI that XDP redirects into it need.
+            let _in = netns::enter(&ns)?;
+            topology::enable_gro(&req.ifname)?;
         }
         let mut list = [Addr::default(); MAX_PORT_ADDRS];
         let mut lens = [0; MAX_PORT_ADDRS];
