@@ -308,8 +308,14 @@ pub fn unicast(
     };
     let written = match (family, to.ip.v4_octets()) {
         (Family::V4, Some(ip)) => address(ctx, cfg, &tunnel, ip, to.port, macs),
-        _ => encap6::inner_sum(ctx, cfg, &tunnel).is_some_and(|sum| {
-            encap6::address(ctx, cfg, &tunnel, &to.ip.0, to.port, macs, sum)
+        _ => encap6::inner_sum(ctx, cfg, &tunnel).is_some_and(|inner| {
+            let to = encap6::To6 {
+                remote: to.ip.0,
+                port: to.port,
+                macs,
+                inner,
+            };
+            encap6::address(ctx, cfg, &tunnel, &to)
         }),
     };
     if !written {

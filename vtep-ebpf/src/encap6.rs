@@ -12,7 +12,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::{bpf_csum_diff, bpf_skb_load_bytes},
+    helpers::{bpf_csum_diff, bpf_loop, bpf_skb_load_bytes},
     programs::TcContext,
 };
 use vtep_common::{
@@ -39,8 +39,9 @@ const MAX_CHUNKS: u32 = 18;
 /// (`outer6::inner`): exact whether the stack already filled it in or leaves it to
 /// the NIC (CHECKSUM_PARTIAL, which a TC program cannot see: the __sk_buff has neither
 /// ip_summed nor csum_start), because a correct L4 region sums to the same either way.
-/// Other frames are summed byte by byte.
-#[inline(always)]
+/// Other frames are summed byte by byte. Not inlined, like `address`: verified once, not
+/// once per caller and tag count.
+#[inline(never)]
 pub fn inner_sum(ctx: &TcContext, cfg: &Config, t: &Tunnel) -> Option<u32> {
     if cfg.udp6_zero_csum_tx != 0 {
         return Some(0);
@@ -51,7 +52,10 @@ pub fn inner_sum(ctx: &TcContext, cfg: &Config, t: &Tunnel) -> Option<u32> {
         head = outer6::sum16(tag, head);
     }
     let l3_off = ENCAP6_LEN + ETH_LEN + t.tags.n.min(MAX_VLAN_TAGS) * VLAN_LEN;
-    let mut l3 = [0u8; 40];
+    // In per-CPU scratch, not on the stack: this frame stacks on the port program's, and
+    // the sum's bpf_loop callback on this one (512 bytes in all).
+    let buf = SUM_SCRATCH.get_ptr_mut(0)?;
+    let l3 = unsafe { &mut *(buf as *mut [u8; 40]) };
     let loaded = unsafe {
         bpf_skb_load_bytes(
             ctx.skb.skb as *const c_void,
@@ -62,7 +66,7 @@ pub fn inner_sum(ctx: &TcContext, cfg: &Config, t: &Tunnel) -> Option<u32> {
     } == 0;
     let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
     let class = if loaded {
-        outer6::inner(ethertype, &l3)
+        outer6::inner(ethertype, l3)
     } else {
         // Shorter than an IPv6 header: cheap to sum whole.
         Inner::Whole
@@ -71,7 +75,7 @@ pub fn inner_sum(ctx: &TcContext, cfg: &Config, t: &Tunnel) -> Option<u32> {
         Inner::Headers { ip_len: 20, l4 } => {
             Some(outer6::sum16(l3.first_chunk::<20>()?, head + l4))
         }
-        Inner::Headers { l4, .. } => Some(outer6::sum16(&l3, head + l4)),
+        Inner::Headers { l4, .. } => Some(outer6::sum16(l3, head + l4)),
         // A super-packet's bytes are not what goes out: its checksum is a template anyway.
         Inner::Whole if unsafe { (*ctx.skb.skb).gso_size } != 0 => Some(head),
         Inner::Whole => payload_sum(ctx, l3_off as u32).map(|s| head + s),
@@ -80,71 +84,109 @@ pub fn inner_sum(ctx: &TcContext, cfg: &Config, t: &Tunnel) -> Option<u32> {
 
 /// The sum of the frame's bytes from `from` to its end, folded to 16 bits, in 512-byte
 /// chunks copied to per-CPU scratch (bpf_csum_diff wants a bounded size and the packet may
-/// be nonlinear).
-#[inline(never)]
+/// be nonlinear). A bpf_loop: a plain loop is verified once per chunk, call site and
+/// caller state, which overflows the verifier's budget.
+#[inline(always)]
 fn payload_sum(ctx: &TcContext, from: u32) -> Option<u32> {
-    let buf = SUM_SCRATCH.get_ptr_mut(0)?;
-    let len = ctx.len();
-    let mut off = from;
-    let mut sum: u32 = 0;
-    for _ in 0..MAX_CHUNKS {
-        if off >= len {
-            return Some(outer6::fold(sum) as u32);
-        }
-        let left = len - off;
-        let n = if left >= CHUNK {
-            CHUNK
-        } else {
-            // The last chunk: the bytes after it up to a word's end count as zero.
-            let n = left & (CHUNK - 1);
-            unsafe {
-                let end = (buf as *mut u8).add((n & !3) as usize);
-                (end as *mut u32).write_unaligned(0);
-            }
-            n
-        };
-        if n == 0 || n > CHUNK {
-            return None;
-        }
-        let rc = unsafe {
-            bpf_skb_load_bytes(ctx.skb.skb as *const c_void, off, buf as *mut c_void, n)
-        };
-        if rc != 0 {
-            return None;
-        }
-        let words = (n + 3) & !3;
-        if words > CHUNK {
-            return None;
-        }
-        let s = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, buf as *mut u32, words, sum) };
-        if s < 0 {
-            return None;
-        }
-        sum = s as u32;
-        off += CHUNK;
-    }
-    (off >= len).then_some(outer6::fold(sum) as u32)
+    let mut walk = SumWalk {
+        skb: ctx.skb.skb as *const c_void,
+        off: from,
+        len: ctx.len(),
+        sum: 0,
+        failed: 0,
+    };
+    unsafe {
+        bpf_loop(
+            MAX_CHUNKS,
+            sum_chunk as *mut c_void,
+            &mut walk as *mut SumWalk as *mut c_void,
+            0,
+        )
+    };
+    (walk.failed == 0 && walk.off >= walk.len).then_some(outer6::fold(walk.sum) as u32)
 }
 
-/// Writes the outer IPv6 headers towards `remote:port` (with the UDP checksum over the
-/// inner frame whose sum is `inner`) and the inner Ethernet header with its tags.
-#[inline(always)]
-pub fn address(
-    ctx: &TcContext,
-    cfg: &Config,
-    t: &Tunnel,
-    remote: &[u8; 16],
-    port: u16,
-    macs: ([u8; 6], [u8; 6]),
-    inner: u32,
-) -> bool {
+#[repr(C)]
+struct SumWalk {
+    skb: *const c_void,
+    off: u32,
+    len: u32,
+    sum: u32,
+    failed: u32,
+}
+
+/// One chunk of `payload_sum`: bpf_loop's callback (0: go on, 1: stop).
+extern "C" fn sum_chunk(_: u32, walk: *mut c_void) -> i64 {
+    let walk = unsafe { &mut *(walk as *mut SumWalk) };
+    if walk.off >= walk.len {
+        return 1;
+    }
+    let Some(buf) = SUM_SCRATCH.get_ptr_mut(0) else {
+        walk.failed = 1;
+        return 1;
+    };
+    let left = walk.len - walk.off;
+    // Passed through map memory, which the verifier does not track: a size it derived
+    // from `off` would make `off` precise, and bpf_loop's iterations would never converge
+    // (the verifier simulates each one until its budget runs out).
+    let n = unsafe {
+        (buf as *mut u32).write_volatile(left.min(CHUNK));
+        (buf as *const u32).read_volatile()
+    };
+    if n == 0 || n > CHUNK {
+        walk.failed = 1;
+        return 1;
+    }
+    // The bytes after the last chunk, up to a word's end, count as zero.
+    unsafe {
+        let end = (buf as *mut u8).add((n & !3) as usize);
+        if n < CHUNK {
+            (end as *mut u32).write_unaligned(0);
+        }
+    }
+    let words = (n + 3) & !3;
+    if unsafe { bpf_skb_load_bytes(walk.skb, walk.off, buf as *mut c_void, n) } != 0 {
+        walk.failed = 1;
+        return 1;
+    }
+    let s = unsafe {
+        bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            buf as *mut u32,
+            words.min(CHUNK),
+            walk.sum,
+        )
+    };
+    if s < 0 {
+        walk.failed = 1;
+        return 1;
+    }
+    walk.sum = s as u32;
+    walk.off += CHUNK;
+    0
+}
+
+/// Where one copy goes: the remote VTEP, its UDP port, the outer MACs (destination,
+/// source), and the sum of the inner frame (`inner_sum`) for the UDP checksum.
+pub struct To6 {
+    pub remote: [u8; 16],
+    pub port: u16,
+    pub macs: ([u8; 6], [u8; 6]),
+    pub inner: u32,
+}
+
+/// Writes the outer IPv6 headers towards `to` and the inner Ethernet header with its tags.
+#[inline(never)]
+pub fn address(ctx: &TcContext, cfg: &Config, t: &Tunnel, to: &To6) -> bool {
+    let (macs, inner) = (to.macs, to.inner);
     let o = Outer6 {
         dst_mac: macs.0,
         src_mac: macs.1,
         src_ip: cfg.local_ip6,
-        dst_ip: *remote,
+        dst_ip: to.remote,
         src_port: t.src_port,
-        dst_port: port,
+        dst_port: to.port,
         vni: t.vni,
         hop_limit: cfg.ttl,
         tclass: t.tos,

@@ -116,26 +116,28 @@ pub fn from_port(
     if !others && lists.flood == 0 {
         return drop(reason);
     }
-    // The first walk's family: IPv4 when the host has an IPv4 address (IPv4 lists cost
-    // what they did before IPv6), else IPv6.
-    let first = if cfg.local_ip != [0; 4] {
-        Family::V4
-    } else {
-        Family::V6
-    };
-    let fits = mtu::exceeded(ctx, cfg, eth, first.overhead()).is_none();
+    let fits = mtu::exceeded(ctx, cfg, eth, first(cfg).overhead()).is_none();
     if !others && !fits {
         return drop(counter::DROP_TOO_BIG);
     }
-    // Judged before growing: IPv6 copies need 20 bytes more than IPv4 ones.
-    let fits6 = fits && mtu::exceeded(ctx, cfg, eth, Family::V6.overhead()).is_none();
     if others {
         to_ports(ctx, vni, lists.ports, ifindex);
     }
     if lists.flood > 0 && fits {
-        remote(ctx, cfg, vni, lists.flood, eth, first, fits6);
+        remote(ctx, cfg, vni, lists.flood, eth);
     }
     Verdict::new(TC_ACT_SHOT, counter::FLOOD)
+}
+
+/// The first walk's family: IPv4 when the host has an IPv4 address (IPv4 lists cost what
+/// they did before IPv6), else IPv6.
+#[inline(always)]
+fn first(cfg: &Config) -> Family {
+    if cfg.local_ip != [0; 4] {
+        Family::V4
+    } else {
+        Family::V6
+    }
 }
 
 /// Encapsulates once per outer family; each copy only rewrites the outer headers. The
@@ -144,16 +146,13 @@ pub fn from_port(
 /// knows goes straight out; the others take the detour through the underlay's ingress,
 /// where the kernel resolves it. Straight out matters for long lists: every detour waits
 /// in the CPU's backlog (netdev_max_backlog, 1,000 by default) until this program returns.
-#[inline(always)]
-fn remote(
-    ctx: &TcContext,
-    cfg: &Config,
-    vni: u32,
-    len: u32,
-    eth: &[u8; ETH_LEN],
-    first: Family,
-    fits6: bool,
-) {
+/// Not inlined: its tunnel and walk would crowd the port program's stack frame, which
+/// the walk's callbacks stack on.
+#[inline(never)]
+fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, eth: &[u8; ETH_LEN]) {
+    let first = first(cfg);
+    // Judged before growing: IPv6 copies need 20 bytes more than IPv4 ones.
+    let fits6 = mtu::exceeded(ctx, cfg, eth, Family::V6.overhead()).is_none();
     let tunnel = match encap::open(ctx, cfg, vni, eth, first) {
         Ok(t) => t,
         // No remote copy can be made; the frame's verdict stays `flood` (local copies).
@@ -181,18 +180,26 @@ fn remote(
     }
     walk.family = FAMILY_V4;
     walk_list(len, copy_to_vtep, &mut walk);
-    if walk.other == 0 || cfg.local_ip6 == [0; 16] {
-        return;
+    if walk.other != 0 && cfg.local_ip6 != [0; 16] {
+        if fits6 {
+            then_ipv6(ctx, &mut walk, len);
+        } else {
+            count(counter::DROP_TOO_BIG);
+        }
     }
-    if !fits6 {
-        return count(counter::DROP_TOO_BIG);
-    }
-    match grow6(ctx).then(|| encap6::inner_sum(ctx, cfg, &tunnel)).flatten() {
+}
+
+/// The second walk of a list holding both families: grown for IPv6, to its IPv6 VTEPs.
+/// Not inlined: verified once, not once per caller of `from_port`.
+#[inline(never)]
+fn then_ipv6(ctx: &TcContext, walk: &mut Walk, len: u32) {
+    let (cfg, tunnel) = unsafe { (&*walk.cfg, &*walk.tunnel) };
+    match grow6(ctx).then(|| encap6::inner_sum(ctx, cfg, tunnel)).flatten() {
         Some(sum) => walk.inner_sum = sum,
         None => return count(counter::DROP_ENCAP_FAIL),
     }
     walk.family = FAMILY_V6;
-    walk_list(len, copy_to_vtep, &mut walk);
+    walk_list(len, copy_to_vtep, walk);
 }
 
 /// Turns the room for IPv4 outer headers into room for IPv6 ones. An IP frame changes
@@ -246,15 +253,15 @@ extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
     };
     let written = match v4 {
         Some(ip) => encap::address(&ctx, cfg, tunnel, ip, remote.port, macs),
-        None => encap6::address(
-            &ctx,
-            cfg,
-            tunnel,
-            &remote.ip.0,
-            remote.port,
-            macs,
-            walk.inner_sum,
-        ),
+        None => {
+            let to = encap6::To6 {
+                remote: remote.ip.0,
+                port: remote.port,
+                macs,
+                inner: walk.inner_sum,
+            };
+            encap6::address(&ctx, cfg, tunnel, &to)
+        }
     };
     if written && ctx.clone_redirect(ifindex, flags).is_ok()
     {
