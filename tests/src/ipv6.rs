@@ -71,7 +71,17 @@ pub fn icmp6(
     hop_limit: u8,
     msg: &[u8],
 ) -> Vec<u8> {
-    packet(dst_mac, src_mac, src, dst, hop_limit, ICMPV6, &[], ICMPV6, msg)
+    packet(
+        dst_mac,
+        src_mac,
+        src,
+        dst,
+        hop_limit,
+        ICMPV6,
+        &[],
+        ICMPV6,
+        msg,
+    )
 }
 
 /// A hop-by-hop header with a router alert (what MLD carries), followed by `next`.

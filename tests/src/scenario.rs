@@ -79,7 +79,13 @@ impl Host {
     }
 
     /// The same with any addresses (`--addr` for each).
-    pub fn port_with(&self, container: &str, mac: &str, addrs: &[&str], vni: u32) -> Result<String> {
+    pub fn port_with(
+        &self,
+        container: &str,
+        mac: &str,
+        addrs: &[&str],
+        vni: u32,
+    ) -> Result<String> {
         let (vni, mtu) = (vni.to_string(), self.mtu().to_string());
         let mut args = vec![
             "port", "add", container, "--mac", mac, "--vni", &vni, "--mtu", &mtu,

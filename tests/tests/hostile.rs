@@ -606,10 +606,31 @@ fn ipv6_bases(me: [u8; 6]) -> Vec<Vec<u8>> {
         icmp6(group_mac, me, own, group, 255, &ns_msg(peer, &slla)),
         icmp6(V6_NEIGH.1, me, own, peer, 255, &ns_msg(peer, &slla)),
         icmp6(V6_NEIGH.1, me, ll, peer, 255, &ns_msg(peer, &[])),
-        icmp6(group_mac, me, own, group, 255, &ns_msg(ip6("fd00:12::9"), &slla)),
+        icmp6(
+            group_mac,
+            me,
+            own,
+            group,
+            255,
+            &ns_msg(ip6("fd00:12::9"), &slla),
+        ),
         icmp6(group_mac, me, [0; 16], group, 255, &ns_msg(own, &[])),
-        icmp6(ALL_NODES.1, me, own, ALL_NODES.0, 255, &na_msg(own, &lladdr_option(2, me))),
-        icmp6(ALL_NODES.1, me, own, ALL_NODES.0, 255, &na_msg(peer, &lladdr_option(2, me))),
+        icmp6(
+            ALL_NODES.1,
+            me,
+            own,
+            ALL_NODES.0,
+            255,
+            &na_msg(own, &lladdr_option(2, me)),
+        ),
+        icmp6(
+            ALL_NODES.1,
+            me,
+            own,
+            ALL_NODES.0,
+            255,
+            &na_msg(peer, &lladdr_option(2, me)),
+        ),
         icmp6(V6_NEIGH.1, me, own, peer, 64, &echo_msg(1)),
         icmp6(V6_NEIGH.1, me, ip6("fd00:12::66"), peer, 64, &echo_msg(2)),
         packet(
@@ -694,17 +715,40 @@ fn hostile_ipv6_from_a_port_is_answered_dropped_or_forwarded_as_the_model_says()
     let h1 = &bed.hosts[0];
     let sender = format!("{tag}s");
     let me = [2u8, 0x42, 0xc0, 0xa8, 0, 2];
-    h1.port_with(&sender, "02:42:c0:a8:00:02", &["12.12.12.2/24", "fd00:12::2/64"], 42)?;
-    h1.vtep(&["fdb", "add", "02:42:c0:a8:00:03", "dst", "192.168.104.3", "vni", "42"])?;
-    h1.vtep(&["neigh", "add", V6_NEIGH.0, "lladdr", "02:42:c0:a8:00:03", "vni", "42"])?;
+    h1.port_with(
+        &sender,
+        "02:42:c0:a8:00:02",
+        &["12.12.12.2/24", "fd00:12::2/64"],
+        42,
+    )?;
+    h1.vtep(&[
+        "fdb",
+        "add",
+        "02:42:c0:a8:00:03",
+        "dst",
+        "192.168.104.3",
+        "vni",
+        "42",
+    ])?;
+    h1.vtep(&[
+        "neigh",
+        "add",
+        V6_NEIGH.0,
+        "lladdr",
+        "02:42:c0:a8:00:03",
+        "vni",
+        "42",
+    ])?;
     let ports: serde_json::Value = serde_json::from_str(&h1.vtep(&["-j", "port", "show"])?)?;
-    let host_if = ports[0]["host_ifname"].as_str().context("host_ifname")?.to_string();
+    let host_if = ports[0]["host_ifname"]
+        .as_str()
+        .context("host_ifname")?
+        .to_string();
     let dir = h1.pin_dir()?;
     let port = SchedClassifier::from_pin(Path::new(&dir).join("prog_port"))
         .context("pinned port program")?;
-    let stats_pin = aya::maps::MapData::from_pin(
-        Path::new(&dir).join(vtep_common::map_name::STATS),
-    )?;
+    let stats_pin =
+        aya::maps::MapData::from_pin(Path::new(&dir).join(vtep_common::map_name::STATS))?;
     let stats = aya::maps::PerCpuArray::<_, u64>::try_from(aya::maps::Map::PerCpuArray(stats_pin))?;
     let _inside = netns::enter(&h1.ns)?;
     let ctx = skb_ctx(ifindex(&h1.ns, &host_if)?);
@@ -732,7 +776,8 @@ fn hostile_ipv6_from_a_port_is_answered_dropped_or_forwarded_as_the_model_says()
         let run = run_tc(&port, &f, &ctx);
         prop_assume!(!kernel_refuses(&run, &f));
         let (verdict, out) = run.map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
-        let spoofed = spoof_count(&stats).map_err(|e| TestCaseError::fail(format!("{e:#}")))? - before;
+        let spoofed =
+            spoof_count(&stats).map_err(|e| TestCaseError::fail(format!("{e:#}")))? - before;
         match &expect {
             Expect6::Answer(na) => {
                 prop_assert_eq!(verdict, TC_ACT_REDIRECT, "the NS was not answered");

@@ -28,7 +28,9 @@ fn grown(before: &Value, after: &Value, name: &str) -> u64 {
 fn ping6(ns: &str, dst: &str) -> Result<bool> {
     let out = output(
         "ip",
-        &["netns", "exec", ns, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", dst],
+        &[
+            "netns", "exec", ns, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", dst,
+        ],
     )?;
     Ok(out.status.success())
 }
@@ -60,13 +62,20 @@ fn ipv6_ping_both_ways_is_resolved_by_the_data_path() -> Result<()> {
         .iter()
         .find(|f| icmp6_type(f) == Some(136) && f[62..78] == target)
         .context("c1 got no NA for c2")?;
-    assert_eq!(&na[6..12], &mac(&h2.mac), "NA from the neighbour entry's MAC");
+    assert_eq!(
+        &na[6..12],
+        &mac(&h2.mac),
+        "NA from the neighbour entry's MAC"
+    );
     assert_eq!(&na[..6], &mac(&h1.mac));
     assert_eq!(na[21], 255, "hop limit");
     assert_eq!(na[58] & 0x60, 0x60, "solicited and override");
     assert_eq!(&na[78..86], &lladdr_option(2, mac(&h2.mac))[..]);
     // The container's kernel took it: the neighbour is reachable by the entry's MAC.
-    let neigh = in_ns(&h1.container, &["ip", "-6", "neigh", "show", &h2.container_ip6()])?;
+    let neigh = in_ns(
+        &h1.container,
+        &["ip", "-6", "neigh", "show", &h2.container_ip6()],
+    )?;
     assert!(neigh.contains(&h2.mac), "{neigh}");
     Ok(())
 }
@@ -76,10 +85,24 @@ fn link_local_ping_works_with_neighbour_entries() -> Result<()> {
     let bed = Testbed::dual_stack(&unique_tag("v6l"), [Stack::vtep(), Stack::vtep()])?;
     let (h1, h2) = (bed.c1(), bed.c2());
     for (h, p) in [(h1, h2), (h2, h1)] {
-        h.vtep(&["neigh", "add", &p.container_ll(), "lladdr", &p.mac, "vni", "42"])?;
+        h.vtep(&[
+            "neigh",
+            "add",
+            &p.container_ll(),
+            "lladdr",
+            &p.mac,
+            "vni",
+            "42",
+        ])?;
     }
-    assert!(ping6(&h1.container, &format!("{}%eth0", h2.container_ll()))?);
-    assert!(ping6(&h2.container, &format!("{}%eth0", h1.container_ll()))?);
+    assert!(ping6(
+        &h1.container,
+        &format!("{}%eth0", h2.container_ll())
+    )?);
+    assert!(ping6(
+        &h2.container,
+        &format!("{}%eth0", h1.container_ll())
+    )?);
     Ok(())
 }
 
@@ -99,7 +122,15 @@ fn solicitation_for_an_unknown_target_is_flooded_or_dropped_and_reported() -> Re
     assert_eq!(event["vni"], 42, "{event}");
     drop(monitor);
 
-    h1.vtep(&["fdb", "append", "00:00:00:00:00:00", "dst", &h2.ip, "vni", "42"])?;
+    h1.vtep(&[
+        "fdb",
+        "append",
+        "00:00:00:00:00:00",
+        "dst",
+        &h2.ip,
+        "vni",
+        "42",
+    ])?;
     let at_c2 = Capture::start(&h2.container, "eth0", "icmp6")?;
     let before = stats(h1)?;
     assert!(!ping6(&h1.container, "fd00:12::8")?);
@@ -188,7 +219,15 @@ fn spoofed_ipv6_is_dropped_and_counted_unless_spoofing_is_allowed() -> Result<()
     let bed = Testbed::dual_stack(&unique_tag("v6s"), [Stack::vtep(), Stack::vtep()])?;
     let (h1, h2) = (bed.c1(), bed.c2());
     // A flood list, so that what gets through is seen to go on.
-    h1.vtep(&["fdb", "append", "00:00:00:00:00:00", "dst", &h2.ip, "vni", "42"])?;
+    h1.vtep(&[
+        "fdb",
+        "append",
+        "00:00:00:00:00:00",
+        "dst",
+        &h2.ip,
+        "vni",
+        "42",
+    ])?;
     for (what, frame) in spoofs(h1) {
         let before = stats(h1)?;
         send_frames(&h1.container, "eth0", vec![frame])?;
@@ -254,7 +293,14 @@ fn router_solicitations_and_mld_are_flooded_and_counted() -> Result<()> {
     let (h1, h2) = (bed.c1(), bed.c2());
     let me = mac(&h1.mac);
     let ll = ip6(&h1.container_ll());
-    let rs = icmp6(ALL_ROUTERS.1, me, ll, ALL_ROUTERS.0, 255, &rs_msg(&lladdr_option(1, me)));
+    let rs = icmp6(
+        ALL_ROUTERS.1,
+        me,
+        ll,
+        ALL_ROUTERS.0,
+        255,
+        &rs_msg(&lladdr_option(1, me)),
+    );
     let mld = packet(
         MLDV2_ROUTERS.1,
         me,
@@ -277,7 +323,15 @@ fn router_solicitations_and_mld_are_flooded_and_counted() -> Result<()> {
     assert!(grown(&before, &after, "mld") >= 1);
 
     // With one, both reach the other host's container.
-    h1.vtep(&["fdb", "append", "00:00:00:00:00:00", "dst", &h2.ip, "vni", "42"])?;
+    h1.vtep(&[
+        "fdb",
+        "append",
+        "00:00:00:00:00:00",
+        "dst",
+        &h2.ip,
+        "vni",
+        "42",
+    ])?;
     let at_c2 = Capture::start(&h2.container, "eth0", "icmp6 or ip6 proto 0")?;
     let before = stats(h1)?;
     send_frames(&h1.container, "eth0", vec![rs, mld])?;
@@ -286,8 +340,14 @@ fn router_solicitations_and_mld_are_flooded_and_counted() -> Result<()> {
     })?;
     let frames = at_c2.wait_for(2, Duration::from_secs(5))?;
     let from_c1 = |f: &&Vec<u8>| f.len() > 38 && f[22..38] == ll;
-    assert!(frames.iter().filter(from_c1).any(|f| icmp6_type(f) == Some(133)));
-    assert!(frames.iter().filter(from_c1).any(|f| f[20] == HOP_BY_HOP && f.get(62) == Some(&143)));
+    assert!(frames
+        .iter()
+        .filter(from_c1)
+        .any(|f| icmp6_type(f) == Some(133)));
+    assert!(frames
+        .iter()
+        .filter(from_c1)
+        .any(|f| f[20] == HOP_BY_HOP && f.get(62) == Some(&143)));
     let after = stats(h1)?;
     assert!(grown(&before, &after, "router_solicit") >= 1);
     assert!(grown(&before, &after, "mld") >= 1);
@@ -322,7 +382,10 @@ fn error_of(h: &Host, args: &[&str]) -> Result<String> {
     assert!(!out.status.success(), "{args:?} succeeded");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.starts_with("vtep: ") || err.starts_with("error: "), "{err}");
+    assert!(
+        err.starts_with("vtep: ") || err.starts_with("error: "),
+        "{err}"
+    );
     Ok(err)
 }
 
@@ -334,9 +397,17 @@ fn port_add_takes_addresses_of_both_families_and_refuses_bad_ones() -> Result<()
     let c = format!("{tag}x");
     bed.track(&c);
     let add = |addrs: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = ["port", "add", &c, "--mac", "02:42:c0:a8:00:02", "--vni", "42"]
-            .map(String::from)
-            .to_vec();
+        let mut args: Vec<String> = [
+            "port",
+            "add",
+            &c,
+            "--mac",
+            "02:42:c0:a8:00:02",
+            "--vni",
+            "42",
+        ]
+        .map(String::from)
+        .to_vec();
         for a in addrs {
             args.extend(["--addr".to_string(), a.to_string()]);
         }
@@ -362,7 +433,11 @@ fn port_add_takes_addresses_of_both_families_and_refuses_bad_ones() -> Result<()
     // No address at all: clap refuses.
     error_of(h1, &strs(&add(&[])))?;
 
-    h1.vtep(&strs(&add(&["12.12.12.2/24", "fd00:12::2/64", "fe80::2/64"])))?;
+    h1.vtep(&strs(&add(&[
+        "12.12.12.2/24",
+        "fd00:12::2/64",
+        "fe80::2/64",
+    ])))?;
     let text = h1.vtep(&["port", "show"])?;
     assert!(
         text.contains("lladdr 02:42:c0:a8:00:02 inet 12.12.12.2/24 inet6 fd00:12::2/64 inet6 fe80::2/64 vni 42"),
@@ -394,15 +469,24 @@ fn port_add_takes_addresses_of_both_families_and_refuses_bad_ones() -> Result<()
     for a in ["12.12.12.2/24", "fd00:12::2/64", "fe80::2/64"] {
         assert!(addrs.contains(a), "{addrs}");
     }
-    assert!(!addrs.contains("tentative") && !addrs.contains("fe80::42:"), "{addrs}");
+    assert!(
+        !addrs.contains("tentative") && !addrs.contains("fe80::42:"),
+        "{addrs}"
+    );
     h1.vtep(&["port", "del", &c])?;
 
     // Without a link-local address, the one derived from the MAC is added and recorded.
     h1.vtep(&strs(&add(&["fd00:12::2/64"])))?;
     let text = h1.vtep(&["port", "show"])?;
-    assert!(text.contains("inet6 fd00:12::2/64 inet6 fe80::42:c0ff:fea8:2/64"), "{text}");
+    assert!(
+        text.contains("inet6 fd00:12::2/64 inet6 fe80::42:c0ff:fea8:2/64"),
+        "{text}"
+    );
     let addrs = in_ns(&c, &["ip", "-o", "addr", "show", "dev", "eth0"])?;
-    assert!(addrs.contains("fe80::42:c0ff:fea8:2/64") && !addrs.contains("tentative"), "{addrs}");
+    assert!(
+        addrs.contains("fe80::42:c0ff:fea8:2/64") && !addrs.contains("tentative"),
+        "{addrs}"
+    );
     Ok(())
 }
 
@@ -410,15 +494,48 @@ fn port_add_takes_addresses_of_both_families_and_refuses_bad_ones() -> Result<()
 fn neigh_add_show_del_with_ipv6() -> Result<()> {
     let bed = Testbed::underlay(&unique_tag("v6n"), vec![Stack::vtep(), Stack::vtep()])?;
     let h1 = bed.c1();
-    h1.vtep(&["neigh", "add", "fd00:12::3", "lladdr", "02:42:c0:a8:00:03", "vni", "42"])?;
+    h1.vtep(&[
+        "neigh",
+        "add",
+        "fd00:12::3",
+        "lladdr",
+        "02:42:c0:a8:00:03",
+        "vni",
+        "42",
+    ])?;
     let text = h1.vtep(&["neigh", "show"])?;
-    assert!(text.contains("fd00:12::3 lladdr 02:42:c0:a8:00:03"), "{text}");
+    assert!(
+        text.contains("fd00:12::3 lladdr 02:42:c0:a8:00:03"),
+        "{text}"
+    );
     let rows: Value = serde_json::from_str(&h1.vtep(&["-j", "neigh", "show"])?)?;
     assert_eq!(rows[0]["dst"], "fd00:12::3");
     assert_eq!(rows[0]["lladdr"], "02:42:c0:a8:00:03");
-    let err = error_of(h1, &["neigh", "add", "fd00:12::3", "lladdr", "02:42:c0:a8:00:03", "vni", "42"])?;
+    let err = error_of(
+        h1,
+        &[
+            "neigh",
+            "add",
+            "fd00:12::3",
+            "lladdr",
+            "02:42:c0:a8:00:03",
+            "vni",
+            "42",
+        ],
+    )?;
     assert!(err.contains("exists"), "{err}");
-    error_of(h1, &["neigh", "add", "::ffff:12.12.12.3", "lladdr", "02:42:c0:a8:00:03", "vni", "42"])?;
+    error_of(
+        h1,
+        &[
+            "neigh",
+            "add",
+            "::ffff:12.12.12.3",
+            "lladdr",
+            "02:42:c0:a8:00:03",
+            "vni",
+            "42",
+        ],
+    )?;
     h1.vtep(&["neigh", "del", "fd00:12::3", "vni", "42"])?;
     assert_eq!(h1.vtep(&["-j", "neigh", "show"])?.trim(), "[]");
     Ok(())

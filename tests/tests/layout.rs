@@ -42,7 +42,11 @@ fn state_of_an_older_layout_is_refused_with_its_path_and_never_reused() -> Resul
     let bed = Testbed::new(&unique_tag("lay"), [Stack::vtep(), Stack::vtep()])?;
     let h1 = bed.c1();
     let dir = h1.pin_dir()?;
-    let leaf = dir.file_name().context("pin dir")?.to_string_lossy().into_owned();
+    let leaf = dir
+        .file_name()
+        .context("pin dir")?
+        .to_string_lossy()
+        .into_owned();
     let root = dir
         .parent()
         .and_then(|v| v.parent())
@@ -72,7 +76,10 @@ fn state_of_an_older_layout_is_refused_with_its_path_and_never_reused() -> Resul
     h1.vtep(&["up", "--dev", "eth1", "--local", &h1.ip])?;
     let c2 = bed.c2();
     h1.reference_entries(c2)?;
-    assert!(ping(&h1.container, &c2.container_ip, 3)?, "no ping after the upgrade");
+    assert!(
+        ping(&h1.container, &c2.container_ip, 3)?,
+        "no ping after the upgrade"
+    );
 
     // A map of the old value size where this layout expects its own: refused, not read,
     // with the way out in the line.
@@ -82,7 +89,15 @@ fn state_of_an_older_layout_is_refused_with_its_path_and_never_reused() -> Resul
     let dir_s = dir.display().to_string();
     refused(
         &h1.ns,
-        &["fdb", "add", "02:42:c0:a8:00:09", "dst", "192.168.104.9", "vni", "42"],
+        &[
+            "fdb",
+            "add",
+            "02:42:c0:a8:00:09",
+            "dst",
+            "192.168.104.9",
+            "vni",
+            "42",
+        ],
         &["VTEP_FDB", "value size 16, this vtep's is 32", &dir_s],
     )?;
     std::fs::remove_dir_all(&dir)?;

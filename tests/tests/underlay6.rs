@@ -10,7 +10,11 @@ use vtep_testbed::{cmd::in_ns, netns::unique_tag, ping, Host, Stack, Testbed, Un
 
 #[test]
 fn the_kernel_vxlan_over_ipv6_reaches_a_vtep_container() -> Result<()> {
-    let bed = Testbed::new_on(&unique_tag("u6k"), [Stack::vtep(), Stack::Kernel], Underlay::V6)?;
+    let bed = Testbed::new_on(
+        &unique_tag("u6k"),
+        [Stack::vtep(), Stack::Kernel],
+        Underlay::V6,
+    )?;
     let (c1, c2) = (bed.c1(), bed.c2());
     let decap = c1.counter("decap")?;
     // The replies cannot come back yet; the requests must arrive.
@@ -44,7 +48,10 @@ fn the_kernel_vxlan_over_ipv6_reaches_a_vtep_container() -> Result<()> {
     );
     in_ns(&c2.container, &["python3", "-c", &send])?;
     let out = receiver.wait_with_output()?;
-    let got: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let got: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     assert_eq!(got, 20, "datagrams from the kernel's container received");
     assert_eq!(c1.counter("pass_bad_vxlan")?, 0, "valid frames refused");
     Ok(())
@@ -122,13 +129,21 @@ fn echo_over_ipv6(h1: &Host, h2: &Host, csum: impl Fn(u16) -> u16) -> Result<Vec
 
 /// Waits until counter `name` of host `h` reaches `want`.
 fn settled(h: &Host, name: &str, want: u64) -> Result<()> {
-    vtep_testbed::wait::until(name, Duration::from_secs(5), || Ok(h.counter(name)? >= want))
-        .map(|_| ())
+    vtep_testbed::wait::until(
+        name,
+        Duration::from_secs(5),
+        || Ok(h.counter(name)? >= want),
+    )
+    .map(|_| ())
 }
 
 #[test]
 fn the_outer_udp_checksum_is_verified_and_zero_is_refused_unless_udp6zerocsumrx() -> Result<()> {
-    let bed = Testbed::new_on(&unique_tag("u6c"), [Stack::vtep(), Stack::vtep()], Underlay::V6)?;
+    let bed = Testbed::new_on(
+        &unique_tag("u6c"),
+        [Stack::vtep(), Stack::vtep()],
+        Underlay::V6,
+    )?;
     let (h1, h2) = (bed.c1(), bed.c2());
     let send = |csum: &dyn Fn(u16) -> u16| -> Result<()> {
         let f = echo_over_ipv6(h1, h2, csum)?;
@@ -143,7 +158,11 @@ fn the_outer_udp_checksum_is_verified_and_zero_is_refused_unless_udp6zerocsumrx(
     settled("pass_bad_vxlan", bad + 1)?;
     send(&|_| 0)?;
     settled("pass_bad_vxlan", bad + 2)?;
-    assert_eq!(h2.counter("decap")?, decap + 1, "a bad or zero checksum decapsulated");
+    assert_eq!(
+        h2.counter("decap")?,
+        decap + 1,
+        "a bad or zero checksum decapsulated"
+    );
     h2.vtep(&["up", "--udp6zerocsumrx"])?;
     send(&|_| 0)?;
     settled("decap", decap + 2)?;
@@ -166,19 +185,33 @@ fn learning_and_strict_peers_work_over_ipv6() -> Result<()> {
     vtep_testbed::inject::send_frames(&h1.ns, "eth1", vec![frame.clone()])?;
     settled("drop_unknown_peer", refused + 1)?;
     // A flood-list slot names host 1: accepted, and its MAC learned behind its IPv6 address.
-    h2.vtep(&["fdb", "append", "00:00:00:00:00:00", "dst", &h1.ip6, "vni", "42"])?;
+    h2.vtep(&[
+        "fdb",
+        "append",
+        "00:00:00:00:00:00",
+        "dst",
+        &h1.ip6,
+        "vni",
+        "42",
+    ])?;
     let decap = h2.counter("decap")?;
     vtep_testbed::inject::send_frames(&h1.ns, "eth1", vec![frame])?;
     settled("decap", decap + 1)?;
     let text = h2.vtep(&["fdb", "show"])?;
     assert!(
-        text.contains(&format!("{} dst {} vni 42 port 4789 learned", h1.mac, h1.ip6)),
+        text.contains(&format!(
+            "{} dst {} vni 42 port 4789 learned",
+            h1.mac, h1.ip6
+        )),
         "{text}"
     );
     Ok(())
 }
 
 fn parse_mac(m: &str) -> [u8; 6] {
-    let b: Vec<u8> = m.split(':').map(|x| u8::from_str_radix(x, 16).unwrap()).collect();
+    let b: Vec<u8> = m
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16).unwrap())
+        .collect();
     b.try_into().unwrap()
 }

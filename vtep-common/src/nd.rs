@@ -110,7 +110,11 @@ pub fn advertise(f: &mut [u8; NA_FRAME_LEN], ns: &Solicitation, mac: &[u8; 6]) {
     let ip = ETH_LEN;
     let icmp = ICMP6_OFF;
     for i in 0..6 {
-        f[i] = if ns.lladdr_option { f[NS_LEN + 2 + i] } else { f[6 + i] };
+        f[i] = if ns.lladdr_option {
+            f[NS_LEN + 2 + i]
+        } else {
+            f[6 + i]
+        };
     }
     f[6..12].copy_from_slice(mac);
     let priority = f[ip] & 0x0f;
@@ -237,14 +241,14 @@ mod tests {
     #[test]
     fn invalid_solicitations_are_not_answered() {
         let spoil: [fn(&mut [u8; NA_FRAME_LEN]); 8] = [
-            |f| f[21] = 64,                 // hop limit
-            |f| f[55] = 1,                  // code
-            |f| f[56] ^= 1,                 // checksum
-            |f| f[62] = 0xff,               // multicast target
-            |f| f[79] = 0,                  // option length 0
-            |f| f[22..38].fill(0),          // DAD
-            |f| f[19] = 24,                 // payload length
-            |f| f[20] = 0,                  // hop-by-hop header in front
+            |f| f[21] = 64,        // hop limit
+            |f| f[55] = 1,         // code
+            |f| f[56] ^= 1,        // checksum
+            |f| f[62] = 0xff,      // multicast target
+            |f| f[79] = 0,         // option length 0
+            |f| f[22..38].fill(0), // DAD
+            |f| f[19] = 24,        // payload length
+            |f| f[20] = 0,         // hop-by-hop header in front
         ];
         for (i, s) in spoil.iter().enumerate() {
             let mut f = ns();

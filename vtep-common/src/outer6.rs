@@ -261,9 +261,13 @@ mod tests {
     /// holding the pseudo-header sum instead, as CHECKSUM_PARTIAL leaves it).
     fn tcp4(payload: &[u8], partial: bool) -> Vec<u8> {
         let l4_len = 20 + payload.len();
-        let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 12, 12, 12, 2, 12, 12, 12, 3];
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 12, 12, 12, 2, 12, 12, 12, 3,
+        ];
         ip[2..4].copy_from_slice(&((20 + l4_len) as u16).to_be_bytes());
-        let mut tcp = vec![0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff];
+        let mut tcp = vec![
+            0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff,
+        ];
         tcp.extend_from_slice(&[0, 0, 0, 0]);
         tcp.extend_from_slice(payload);
         let mut pseudo = ip[12..20].to_vec();
@@ -343,10 +347,16 @@ mod tests {
         icmp.extend((0..56).map(|i| i as u8));
         let c = !fold(sum16(&icmp, 0));
         icmp[2..4].copy_from_slice(&c.to_ne_bytes());
-        let mut ip = vec![0x45, 0, 0, 84, 0, 1, 0x40, 0, 64, 1, 0, 0, 12, 12, 12, 2, 12, 12, 12, 3];
+        let mut ip = vec![
+            0x45, 0, 0, 84, 0, 1, 0x40, 0, 64, 1, 0, 0, 12, 12, 12, 2, 12, 12, 12, 3,
+        ];
         let f = [eth(ETH_P_IP), ip.clone(), icmp.clone()].concat();
         let o = sample(f.len() as u16);
-        assert!(verifies(&pseudo_and_udp(&frame(&o, &f, udp6_checksum(&o, inner_sum(&f))))));
+        assert!(verifies(&pseudo_and_udp(&frame(
+            &o,
+            &f,
+            udp6_checksum(&o, inner_sum(&f))
+        ))));
         // A fragment (MF) is summed whole: its ports and checksum are elsewhere.
         ip[6] = 0x20;
         let mut l3 = [0u8; 40];

@@ -18,7 +18,9 @@
 
 use crate::{
     outer6::{self, Inner, ENCAP6_LEN, IPV6_LEN, UDP6_OFF},
-    wire::{vxlan_vni, Decap, Reject, ETH_LEN, ETH_P_IPV6, IPPROTO_UDP, MIN_INNER, UDP_LEN, VXLAN_LEN},
+    wire::{
+        vxlan_vni, Decap, Reject, ETH_LEN, ETH_P_IPV6, IPPROTO_UDP, MIN_INNER, UDP_LEN, VXLAN_LEN,
+    },
     Addr,
 };
 

@@ -68,7 +68,12 @@ pub fn sum_from(ctx: &TcContext, from: u32) -> Option<u32> {
 #[inline(always)]
 fn chunk<const N: usize>(ctx: &TcContext, off: u32, buf: *mut u8, sum: u32) -> Option<u32> {
     let rc = unsafe {
-        bpf_skb_load_bytes(ctx.skb.skb as *const c_void, off, buf as *mut c_void, N as u32)
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            off,
+            buf as *mut c_void,
+            N as u32,
+        )
     };
     if rc != 0 {
         return None;

@@ -341,10 +341,9 @@ pub fn next_hop(ctx: &TcContext, cfg: &Config, remote_ip: [u8; 4]) -> Option<Nex
         }),
         // Without IP forwarding on the underlay the FIB helper refuses to answer; the
         // kernel's own output path still knows the way.
-        BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FWD_DISABLED => Some(NextHop::by_kernel(
-            Route::Unresolved,
-            cfg.underlay_ifindex,
-        )),
+        BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FWD_DISABLED => {
+            Some(NextHop::by_kernel(Route::Unresolved, cfg.underlay_ifindex))
+        }
         _ => None,
     }
 }

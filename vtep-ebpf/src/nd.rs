@@ -7,9 +7,7 @@ use aya_ebpf::{helpers::bpf_redirect, helpers::bpf_skb_change_tail, programs::Tc
 use vtep_common::{
     counter,
     icmp::{IPPROTO_ICMPV6, IPV6_LEN},
-    nd::{
-        self, Solicitation, MAX_EXT_HEADERS, MAX_ND_OPTIONS, NA_FRAME_LEN, NS_LEN, SUMMED_FROM,
-    },
+    nd::{self, Solicitation, MAX_EXT_HEADERS, MAX_ND_OPTIONS, NA_FRAME_LEN, NS_LEN, SUMMED_FROM},
     Addr, IpVni, Port, MAX_PORT_ADDRS,
 };
 

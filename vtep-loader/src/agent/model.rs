@@ -425,10 +425,21 @@ mod tests {
         for (local, dst) in [
             (V4, Some(Addr::v4([192, 168, 104, 3]))),
             (
-                Families { v4: false, v6: true },
-                Some(Addr::v6("2001:db8::3".parse::<std::net::Ipv6Addr>().unwrap().octets())),
+                Families {
+                    v4: false,
+                    v6: true,
+                },
+                Some(Addr::v6(
+                    "2001:db8::3"
+                        .parse::<std::net::Ipv6Addr>()
+                        .unwrap()
+                        .octets(),
+                )),
             ),
-            (Families { v4: true, v6: true }, Some(Addr::v4([192, 168, 104, 3]))),
+            (
+                Families { v4: true, v6: true },
+                Some(Addr::v4([192, 168, 104, 3])),
+            ),
             (Families::default(), None),
         ] {
             let mut m = Model::new("h1", local);

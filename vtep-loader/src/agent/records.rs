@@ -143,8 +143,7 @@ impl Schema {
             Kind::Vtep => {
                 let v: VtepValue = serde_json::from_slice(value).map_err(bad)?;
                 let unusable = |a: IpAddr| a.is_unspecified() || a.is_multicast();
-                if unusable(v.addr) || v.addr6.is_some_and(|a| unusable(a.into())) || v.port == 0
-                {
+                if unusable(v.addr) || v.addr6.is_some_and(|a| unusable(a.into())) || v.port == 0 {
                     return Err(Malformed(format!("not a VTEP: {}:{}", v.addr, v.port)));
                 }
                 if v.addr6.is_some() && v.addr.is_ipv6() {
@@ -194,7 +193,11 @@ impl Record {
             Record::Endpoint { ips, .. } => serde_json::to_string(&EndpointValue {
                 ip: ips[0],
                 // A single address keeps the record as readers of one address know it.
-                ips: if ips.len() > 1 { ips.clone() } else { Vec::new() },
+                ips: if ips.len() > 1 {
+                    ips.clone()
+                } else {
+                    Vec::new()
+                },
             }),
         };
         json.unwrap_or_default()
@@ -262,10 +265,7 @@ mod tests {
             Record::Endpoint {
                 vni: 42,
                 mac: "02:42:c0:a8:00:02".parse().unwrap(),
-                ips: vec![
-                    IpAddr::from([12, 12, 12, 2]),
-                    "fd00:12::2".parse().unwrap(),
-                ],
+                ips: vec![IpAddr::from([12, 12, 12, 2]), "fd00:12::2".parse().unwrap()],
             },
         ];
         for r in records {

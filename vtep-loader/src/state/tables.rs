@@ -88,12 +88,10 @@ impl Opener<'_> {
                 "pinned map {name} has another layout ({}): the state was made by another vtep; \
                  take it down with that vtep, or unpin {} (rm -r)",
                 match e {
-                    MapError::InvalidKeySize { size, expected } => format!(
-                        "key size {expected}, this vtep's is {size}"
-                    ),
-                    MapError::InvalidValueSize { size, expected } => format!(
-                        "value size {expected}, this vtep's is {size}"
-                    ),
+                    MapError::InvalidKeySize { size, expected } =>
+                        format!("key size {expected}, this vtep's is {size}"),
+                    MapError::InvalidValueSize { size, expected } =>
+                        format!("value size {expected}, this vtep's is {size}"),
                     e => e.to_string(),
                 },
                 self.pins.dir.display()
