@@ -1,11 +1,12 @@
 //! The upgrade story of a map layout change (v5 -> v6: every VTEP and neighbour address grew
 //! to 16 bytes for IPv6). A vtep never reuses maps of another layout: state an older vtep left
 //! in this namespace is refused in one line naming the path, and nothing is made beside it;
-//! a pinned map whose key or value size is not this vtep's is refused as well, never read.
+//! a pinned map whose key or value size is not this vtep's is refused as well, never read,
+//! except by `down`, which needs only the port table to take everything down.
 
 use anyhow::{Context, Result};
 use vtep_testbed::{
-    cmd::{run, vtep_output},
+    cmd::{output, run, vtep_output},
     netns::unique_tag,
     ping, Stack, Testbed,
 };
@@ -100,9 +101,48 @@ fn state_of_an_older_layout_is_refused_with_its_path_and_never_reused() -> Resul
         ],
         &["VTEP_FDB", "value size 16, this vtep's is 32", &dir_s],
     )?;
-    std::fs::remove_dir_all(&dir)?;
-    h1.vtep(&["up", "--dev", "eth1", "--local", &h1.ip])?;
+    // `down` still takes it all down, the port's veth and namespace with it: of the
+    // tables only PORTS is read, to find them.
+    let port_up = |h: &vtep_testbed::Host| -> Result<bool> {
+        Ok(output("ip", &["-n", &h.container, "link", "show", "eth0"])?
+            .status
+            .success())
+    };
+    assert!(port_up(h1)?, "no port before down");
     h1.vtep(&["down"])?;
     assert!(!dir.exists(), "down left {}", dir.display());
+    assert!(!port_up(h1)?, "down left the port's veth");
+
+    // A PORTS table of another layout leaves `down` nothing to find the ports by: refused
+    // in one line, with nothing removed.
+    h1.vtep(&["up", "--dev", "eth1", "--local", &h1.ip])?;
+    h1.port(&h1.container, &h1.mac, &h1.container_ip, 42)?;
+    let ports = dir.join("VTEP_PORTS");
+    std::fs::remove_file(&ports)?;
+    let ports_s = ports.display().to_string();
+    run(
+        "bpftool",
+        &[
+            "map",
+            "create",
+            &ports_s,
+            "type",
+            "hash",
+            "key",
+            "4",
+            "value",
+            "8",
+            "entries",
+            "4096",
+            "name",
+            "VTEP_PORTS",
+        ],
+    )?;
+    refused(&h1.ns, &["down"], &["VTEP_PORTS", "value size 8", &dir_s])?;
+    assert!(
+        dir.exists() && port_up(h1)?,
+        "a refused down removed something"
+    );
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

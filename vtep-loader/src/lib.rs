@@ -76,10 +76,10 @@ async fn one(command: Command, json: bool) -> Result<()> {
             None => agent::run(agent_options(a)).await,
         };
     }
-    let access = if writes(&command) {
-        state::Access::Write
-    } else {
-        Access::Read
+    let access = match &command {
+        Command::Down => Access::Down,
+        c if writes(c) => Access::Write,
+        _ => Access::Read,
     };
     let mut st = State::open(access).await?;
     if let Command::Down = command {

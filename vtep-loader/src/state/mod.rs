@@ -65,6 +65,9 @@ impl From<MapError> for StateError {
 pub enum Access {
     Read,
     Write,
+    /// `down`: a writer that takes down state whose tables have another layout too, which
+    /// every other command refuses.
+    Down,
 }
 
 pub struct State {
@@ -76,6 +79,8 @@ pub struct State {
     tables: Option<Tables>,
     /// CONFIG as last read: only `up` writes it, and `up` reopens the state.
     config: Option<Config>,
+    /// Why the tables of a host that is up could not be opened (another layout), for `down`.
+    foreign: Option<anyhow::Error>,
 }
 
 impl State {
@@ -88,7 +93,7 @@ impl State {
         let lock = match access {
             // Waited for on a blocking thread: a long-running writer (the agent) keeps its
             // other work, lease renewals above all, going while a command holds the lock.
-            Access::Write => Some(
+            Access::Write | Access::Down => Some(
                 tokio::task::spawn_blocking(move || HostLock::acquire(cookie))
                     .await
                     .context("waiting for the host lock")??,
@@ -102,8 +107,12 @@ impl State {
             steps: Vec::new(),
             tables: None,
             config: None,
+            foreign: None,
         };
-        state.reopen()?;
+        match state.reopen() {
+            Err(e) if access == Access::Down => state.foreign = Some(e),
+            r => r?,
+        }
         if let Some(lock) = &state.lock {
             let pending = lock.pending()?;
             if !pending.is_empty() {
@@ -211,11 +220,19 @@ impl State {
 
     /// Everything `up` and `port add` made: ports (veths, owned namespaces), pins.
     pub async fn teardown(&mut self) -> Result<()> {
-        if self.tables.is_some() {
-            let nl = Netlink::connect()?;
-            for p in self.ports()? {
-                self.remove_port(&p, &nl).await?;
+        // Only the kernel objects of ports go one by one: the tables go with their pins.
+        let ports = match (self.tables.as_ref(), self.foreign.take()) {
+            (Some(t), _) => port::port_states(&t.ports)?,
+            // Of the other layout's tables only PORTS is needed; unreadable, it is refused.
+            (None, Some(why)) => {
+                let ports = tables::open_ports(&self.pins).map_err(|_| why)?;
+                port::port_states(&ports)?
             }
+            (None, None) => Vec::new(),
+        };
+        let nl = Netlink::connect()?;
+        for p in &ports {
+            self.remove_port_devices(p, &nl).await?;
         }
         self.tables = None;
         // Netlink TC filters (kernels without TCX) are not pinned links: removed by record.

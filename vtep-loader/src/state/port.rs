@@ -4,6 +4,7 @@
 //! writer. Removal goes the other way: kernel objects first, the record last.
 
 use anyhow::{Context, Result};
+use aya::maps::{HashMap, MapData};
 use vtep_common::{
     Addr, FdbEntry, MacVni, Port, IFNAME_MAX, MAX_PORT_ADDRS, MAX_VNI_PORTS, NETNS_NAME_MAX,
 };
@@ -126,20 +127,7 @@ impl State {
 
     /// Every port as recorded, by namespace name (health not checked).
     pub fn ports(&mut self) -> StateResult<Vec<PortState>> {
-        let t = self.tables()?;
-        let mut out: Vec<PortState> = t
-            .ports
-            .iter()
-            .map(|e| {
-                e.map(|(host_ifindex, port)| PortState {
-                    host_ifindex,
-                    port,
-                    health: PortHealth::Ok,
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        out.sort_by_key(|p| p.netns());
-        Ok(out)
+        Ok(port_states(&self.tables()?.ports)?)
     }
 
     fn port_of(&mut self, netns: &str) -> StateResult<Option<PortState>> {
@@ -326,6 +314,19 @@ impl State {
     /// Removes whatever exists of a port: its program link, veth and (if vtep made it)
     /// namespace, then its records.
     pub async fn remove_port(&mut self, p: &PortState, nl: &Netlink) -> StateResult<()> {
+        self.remove_port_devices(p, nl).await?;
+        let t = self.tables()?;
+        let key = MacVni::new(p.port.mac, p.port.vni);
+        if t.local.get(&key, 0).ok() == Some(p.host_ifindex) {
+            ignore_missing(t.local.remove(&key))?;
+        }
+        t.remove_where::<u32>(p.port.vni, |&i| i == p.host_ifindex)?;
+        ignore_missing(t.ports.remove(&p.host_ifindex))
+    }
+
+    /// The kernel side of a port: its program link, its veth and the namespace it made.
+    /// Each is checked to be the port's before it goes, so a retry after a kill is safe.
+    pub(super) async fn remove_port_devices(&self, p: &PortState, nl: &Netlink) -> Result<()> {
         let netns = p.netns();
         remove_if_present(&self.pins.port_link(p.host_ifindex))?;
         if is_our_veth(nl, p.host_ifindex, &netns).await? {
@@ -334,13 +335,7 @@ impl State {
         if p.port.owns_netns != 0 && netns::cookie(&netns) == Some(p.port.netns_cookie) {
             netns::delete(&netns)?;
         }
-        let t = self.tables()?;
-        let key = MacVni::new(p.port.mac, p.port.vni);
-        if t.local.get(&key, 0).ok() == Some(p.host_ifindex) {
-            ignore_missing(t.local.remove(&key))?;
-        }
-        t.remove_where::<u32>(p.port.vni, |&i| i == p.host_ifindex)?;
-        ignore_missing(t.ports.remove(&p.host_ifindex))
+        Ok(())
     }
 
     pub async fn port_del(&mut self, netns: &str) -> StateResult<()> {
@@ -351,6 +346,22 @@ impl State {
         };
         self.remove_port(&p, &Netlink::connect()?).await
     }
+}
+
+/// The ports a PORTS table records, by namespace.
+pub(super) fn port_states(ports: &HashMap<MapData, u32, Port>) -> Result<Vec<PortState>> {
+    let mut out: Vec<PortState> = ports
+        .iter()
+        .map(|e| {
+            e.map(|(host_ifindex, port)| PortState {
+                host_ifindex,
+                port,
+                health: PortHealth::Ok,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    out.sort_by_key(|p| p.netns());
+    Ok(out)
 }
 
 /// Undoes a `port add` for `netns` that did not finish: a port already recorded is whole

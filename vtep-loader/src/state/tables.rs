@@ -58,7 +58,21 @@ struct Opener<'a> {
     memory: Vec<(&'static str, u64)>,
 }
 
-impl Opener<'_> {
+/// The port table alone, for `down` of state whose other tables have another layout: it
+/// names the devices and namespaces to remove, and nothing else is read.
+pub fn open_ports(pins: &Pins) -> Result<HashMap<MapData, u32, Port>> {
+    Ok(Opener::new(pins).hash(map_name::PORTS, Some(MAX_PORTS))?.0)
+}
+
+impl<'a> Opener<'a> {
+    fn new(pins: &'a Pins) -> Self {
+        Opener {
+            pins,
+            ids: Vec::new(),
+            memory: Vec::new(),
+        }
+    }
+
     /// The pinned map `name`, and its capacity; `expect` is the capacity this vtep builds
     /// it with, when that is fixed.
     fn map(&mut self, name: &'static str, expect: Option<u32>) -> Result<(Map, u32)> {
@@ -113,11 +127,7 @@ fn memlock(md: &MapData) -> Result<u64> {
 
 impl Tables {
     pub fn open(pins: &Pins) -> Result<Self> {
-        let mut o = Opener {
-            pins,
-            ids: Vec::new(),
-            memory: Vec::new(),
-        };
+        let mut o = Opener::new(pins);
         let config = Array::try_from(o.map(map_name::CONFIG, Some(1))?.0)?;
         let (ports, ports_size) = o.hash(map_name::PORTS, Some(MAX_PORTS))?;
         let (local, _) = o.hash(map_name::LOCAL, Some(MAX_PORTS))?;
