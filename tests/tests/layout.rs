@@ -99,7 +99,12 @@ fn state_of_an_older_layout_is_refused_with_its_path_and_never_reused() -> Resul
             "vni",
             "42",
         ],
-        &["VTEP_FDB", "value size 16, this vtep's is 32", &dir_s],
+        &[
+            "VTEP_FDB",
+            "value size 16, this vtep's is 32",
+            "`vtep down` takes it down",
+            &dir_s,
+        ],
     )?;
     // `down` still takes it all down, the port's veth and namespace with it: of the
     // tables only PORTS is read, to find them.
@@ -138,7 +143,16 @@ fn state_of_an_older_layout_is_refused_with_its_path_and_never_reused() -> Resul
             "VTEP_PORTS",
         ],
     )?;
-    refused(&h1.ns, &["down"], &["VTEP_PORTS", "value size 8", &dir_s])?;
+    refused(
+        &h1.ns,
+        &["down"],
+        &[
+            "VTEP_PORTS",
+            "value size 8",
+            "take it down with that vtep",
+            &dir_s,
+        ],
+    )?;
     assert!(
         dir.exists() && port_up(h1)?,
         "a refused down removed something"

@@ -98,9 +98,15 @@ impl<'a> Opener<'a> {
     ) -> Result<(HashMap<MapData, K, V>, u32)> {
         let (map, size) = self.map(name, expect)?;
         let typed = HashMap::try_from(map).map_err(|e| {
+            // `down` needs only the port table to take the rest down.
+            let way = if name == map_name::PORTS {
+                "take it down with that vtep"
+            } else {
+                "`vtep down` takes it down"
+            };
             anyhow::anyhow!(
                 "pinned map {name} has another layout ({}): the state was made by another vtep; \
-                 take it down with that vtep, or unpin {} (rm -r)",
+                 {way}, or unpin {} (rm -r)",
                 match e {
                     MapError::InvalidKeySize { size, expected } =>
                         format!("key size {expected}, this vtep's is {size}"),
