@@ -79,8 +79,6 @@ pub struct State {
     tables: Option<Tables>,
     /// CONFIG as last read: only `up` writes it, and `up` reopens the state.
     config: Option<Config>,
-    /// Why the tables of a host that is up could not be opened (another layout), for `down`.
-    foreign: Option<anyhow::Error>,
 }
 
 impl State {
@@ -107,10 +105,10 @@ impl State {
             steps: Vec::new(),
             tables: None,
             config: None,
-            foreign: None,
         };
         match state.reopen() {
-            Err(e) if access == Access::Down => state.foreign = Some(e),
+            // `teardown` reads what it needs of such tables by itself.
+            Err(_) if access == Access::Down => {}
             r => r?,
         }
         if let Some(lock) = &state.lock {
@@ -221,14 +219,12 @@ impl State {
     /// Everything `up` and `port add` made: ports (veths, owned namespaces), pins.
     pub async fn teardown(&mut self) -> Result<()> {
         // Only the kernel objects of ports go one by one: the tables go with their pins.
-        let ports = match (self.tables.as_ref(), self.foreign.take()) {
-            (Some(t), _) => port::port_states(&t.ports)?,
-            // Of the other layout's tables only PORTS is needed; unreadable, it is refused.
-            (None, Some(why)) => {
-                let ports = tables::open_ports(&self.pins).map_err(|_| why)?;
-                port::port_states(&ports)?
-            }
-            (None, None) => Vec::new(),
+        let ports = match self.tables.as_ref() {
+            Some(t) => port::port_states(&t.ports)?,
+            // Up with tables that would not open (another layout, under `Access::Down`): of
+            // them only PORTS is needed, and refused if it is of another layout too.
+            None if self.pins.is_up() => port::port_states(&tables::open_ports(&self.pins)?)?,
+            None => Vec::new(),
         };
         let nl = Netlink::connect()?;
         for p in &ports {
