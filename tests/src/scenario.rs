@@ -501,6 +501,44 @@ pub fn flooding_with_kernel(tag: &str) -> Result<Testbed> {
     Ok(bed)
 }
 
+/// Host 1 on vtep (`vtep_args` added to `vtep up`) sending to host 2's container over
+/// IPv6, host 2 on the classic bridge + kernel vxlan answering over IPv4, on a dual
+/// underlay: what vtep sends over IPv6 can be judged by a real kernel receiver (the
+/// device `vxlan6`, local 2001:db8::3, with `vxlan6_opts` such as `udp6zerocsumrx`) while
+/// the way back is the IPv4 tunnel vtep already decapsulates. Host 2's bridge keeps host
+/// 1's MAC on the IPv4 device (static, and vxlan6 learns nothing).
+pub fn ipv6_sender_with_kernel(
+    tag: &str,
+    vtep_args: &[&str],
+    vxlan6_opts: &[&str],
+) -> Result<Testbed> {
+    let bed = Testbed::new_on(
+        tag,
+        [Stack::vtep_with(vtep_args), Stack::Kernel],
+        Underlay::Dual,
+    )?;
+    let (h1, h2) = (&bed.hosts[0], &bed.hosts[1]);
+    h1.vtep(&["fdb", "replace", &h2.mac, "dst", &h2.ip6, "vni", VNI])?;
+    let host = h2.ns.as_str();
+    let mut vxlan = vec![
+        "-n", host, "link", "add", "vxlan6", "type", "vxlan", "id", VNI, "local", &h2.ip6,
+        "dstport", "4789", "nolearning",
+    ];
+    vxlan.extend_from_slice(vxlan6_opts);
+    run("ip", &vxlan)?;
+    run("ip", &["-n", host, "link", "set", "vxlan6", "master", "br0"])?;
+    run(
+        "bridge",
+        &["-n", host, "link", "set", "dev", "vxlan6", "learning", "off"],
+    )?;
+    run(
+        "bridge",
+        &["-n", host, "fdb", "add", &h1.mac, "dev", "vxlan1", "master", "static"],
+    )?;
+    run("ip", &["-n", host, "link", "set", "vxlan6", "up"])?;
+    Ok(bed)
+}
+
 /// Container, veth, bridge and vxlan device (with `vxlan_opts`) of a classic host.
 fn classic_devices(h: &Host, vxlan_opts: &[&str]) -> Result<()> {
     let (host, c) = (h.ns.as_str(), h.container.as_str());

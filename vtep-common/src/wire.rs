@@ -8,8 +8,6 @@ pub const UDP_LEN: usize = 8;
 pub const VXLAN_LEN: usize = 8;
 /// Outer Ethernet + IPv4 + UDP + VXLAN: what encapsulation adds in front of the inner frame.
 pub const ENCAP_LEN: usize = ETH_LEN + IPV4_LEN + UDP_LEN + VXLAN_LEN;
-/// Bytes inserted after the outer Ethernet header when growing a frame for encapsulation.
-pub const ENCAP_ROOM: usize = ENCAP_LEN;
 /// An Ethernet frame carrying an IPv4-over-Ethernet ARP packet.
 pub const ARP_FRAME_LEN: usize = ETH_LEN + 28;
 

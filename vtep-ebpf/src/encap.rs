@@ -8,7 +8,8 @@ use aya_ebpf::{
         bpf_redir_neigh as RedirNeigh, bpf_redir_neigh__bindgen_ty_1 as NextHopAddr,
         BPF_ADJ_ROOM_ENCAP_L2_SHIFT, BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
-        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_F_INGRESS,
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO,
+        BPF_F_INGRESS,
     },
     helpers::{
         bpf_fib_lookup, bpf_get_hash_recalc, bpf_redirect, bpf_redirect_neigh, bpf_skb_change_head,
@@ -17,12 +18,13 @@ use aya_ebpf::{
 };
 use vtep_common::{
     counter, ecn,
-    wire::{self, ENCAP_LEN, ENCAP_ROOM, ETH_LEN, ETH_P_IP, ETH_P_IPV6, MAX_VLAN_TAGS, VLAN_LEN},
-    Config, Remote, REFLECT_MARK,
+    outer6::ENCAP6_LEN,
+    wire::{self, ENCAP_LEN, ETH_LEN, ETH_P_IP, ETH_P_IPV6, MAX_VLAN_TAGS, VLAN_LEN},
+    Addr, Config, Remote, REFLECT_MARK,
 };
 
 use crate::{
-    head,
+    encap6, head,
     maps::FIB_SCRATCH,
     mtu,
     stats::{count, drop, redirected, Verdict},
@@ -30,31 +32,83 @@ use crate::{
 };
 
 const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
 
 /// Keeps GSO/TSO intact: the kernel marks the skb as UDP-tunnelled Ethernet and segments it
 /// (inner TCP included) only at the last moment, exactly as for its own vxlan device. The
 /// inner MAC header length (added per frame) is 14 plus its VLAN tags: the kernel's
 /// segmentation finds the inner network header by it, so any other value corrupts segments.
 const ROOM_FLAGS: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64
-    | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 as u64
     | BPF_F_ADJ_ROOM_ENCAP_L4_UDP as u64
     | BPF_F_ADJ_ROOM_ENCAP_L2_ETH as u64;
 
-/// What stays the same for every copy of one encapsulated frame.
-pub struct Tunnel {
-    inner_eth: [u8; ETH_LEN],
-    tags: vlan::Tags,
-    inner_len: u16,
-    src_port: u16,
-    tos: u8,
-    vni: u32,
+/// The outer family of a tunnel: which local address, headers and room.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
 }
 
-/// Grows the frame starting with `eth` by the outer headers (filled in later, per
-/// destination), taking its VLAN tags out of metadata to push them inside. Err is the drop
-/// counter.
+impl Family {
+    #[inline(always)]
+    pub fn of(ip: &Addr) -> Self {
+        if ip.is_v4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+
+    /// Outer headers, Ethernet included.
+    #[inline(always)]
+    pub const fn overhead(self) -> usize {
+        match self {
+            Family::V4 => ENCAP_LEN,
+            Family::V6 => ENCAP6_LEN,
+        }
+    }
+
+    /// The ether type skb->protocol must hold for the kernel to route the outer packet.
+    #[inline(always)]
+    const fn ethertype(self) -> u16 {
+        match self {
+            Family::V4 => ETH_P_IP,
+            Family::V6 => ETH_P_IPV6,
+        }
+    }
+
+    #[inline(always)]
+    const fn room_flag(self) -> u64 {
+        match self {
+            Family::V4 => BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 as u64,
+            Family::V6 => BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 as u64,
+        }
+    }
+}
+
+/// What stays the same for every copy of one encapsulated frame.
+pub struct Tunnel {
+    pub inner_eth: [u8; ETH_LEN],
+    pub tags: vlan::Tags,
+    pub inner_len: u16,
+    pub src_port: u16,
+    pub tos: u8,
+    pub vni: u32,
+    /// The inner flow's hash, for an IPv6 flow label.
+    pub hash: u32,
+}
+
+/// Grows the frame starting with `eth` by the outer headers of `family` (filled in later,
+/// per destination), taking its VLAN tags out of metadata to push them inside. Err is the
+/// drop counter.
 #[inline(always)]
-pub fn open(ctx: &TcContext, cfg: &Config, vni: u32, eth: &[u8; ETH_LEN]) -> Result<Tunnel, u32> {
+pub fn open(
+    ctx: &TcContext,
+    cfg: &Config,
+    vni: u32,
+    eth: &[u8; ETH_LEN],
+    family: Family,
+) -> Result<Tunnel, u32> {
     let tags = vlan::take(ctx).ok_or(counter::DROP_VLAN)?;
     let mut inner_eth = *eth;
     if tags.n > 0 {
@@ -78,11 +132,12 @@ pub fn open(ctx: &TcContext, cfg: &Config, vni: u32, eth: &[u8; ETH_LEN]) -> Res
     // only a template the kernel rewrites per segment, so saturate rather than wrap.
     let inner_len =
         (ctx.len() + pushed as u32).min(u16::MAX as u32 - (ENCAP_LEN - ETH_LEN) as u32) as u16;
-    let room = (ENCAP_ROOM + pushed) as u32;
+    let room = (family.overhead() + pushed) as u32;
     let proto = ctx.skb.protocol();
     if proto == ETH_P_IP.to_be() as u32 || proto == ETH_P_IPV6.to_be() as u32 {
         let l2 = ((ETH_LEN + pushed) as u64) << BPF_ADJ_ROOM_ENCAP_L2_SHIFT;
-        ctx.adjust_room(room as i32, BPF_ADJ_ROOM_MAC, ROOM_FLAGS | l2)
+        let flags = ROOM_FLAGS | family.room_flag() | l2;
+        ctx.adjust_room(room as i32, BPF_ADJ_ROOM_MAC, flags)
             .map_err(|_| counter::DROP_ENCAP_FAIL)?;
     } else if unsafe { bpf_skb_change_head(ctx.skb.skb, room, 0) } != 0 {
         // adjust_room takes only IP skbs; other frames (ARP) are never GSO, so pushing
@@ -96,6 +151,7 @@ pub fn open(ctx: &TcContext, cfg: &Config, vni: u32, eth: &[u8; ETH_LEN]) -> Res
         src_port: wire::src_port(hash, cfg.srcport_min, cfg.srcport_max),
         tos,
         vni,
+        hash,
     })
 }
 
@@ -139,23 +195,30 @@ pub fn address(
         tos: t.tos,
         inner_len: t.inner_len,
     };
+    let write = |o: &mut [u8; ENCAP_LEN]| wire::write_outer(o, &outer);
     // One fixed-size write per tag count: the verifier needs constant bounds.
     match t.tags.n {
-        0 => write_head::<{ ENCAP_LEN + ETH_LEN }>(ctx, &outer, t),
-        1 => write_head::<{ ENCAP_LEN + ETH_LEN + VLAN_LEN }>(ctx, &outer, t),
-        _ => write_head::<{ ENCAP_LEN + ETH_LEN + MAX_VLAN_TAGS * VLAN_LEN }>(ctx, &outer, t),
+        0 => write_head::<{ ENCAP_LEN + ETH_LEN }, ENCAP_LEN>(ctx, write, t),
+        1 => write_head::<{ ENCAP_LEN + ETH_LEN + VLAN_LEN }, ENCAP_LEN>(ctx, write, t),
+        _ => write_head::<{ ENCAP_LEN + ETH_LEN + MAX_VLAN_TAGS * VLAN_LEN }, ENCAP_LEN>(
+            ctx, write, t,
+        ),
     }
 }
 
-/// Writes the outer headers, then the inner MACs, tags and ether type: the first `N` bytes.
+/// Writes the outer headers (`O` bytes, by `outer`), then the inner MACs, tags and ether
+/// type: the first `N` bytes.
 #[inline(always)]
-fn write_head<const N: usize>(ctx: &TcContext, outer: &wire::Outer, t: &Tunnel) -> bool {
-    let Some((o, inner)) =
-        head::view_mut::<N>(ctx).and_then(|h| h.split_first_chunk_mut::<ENCAP_LEN>())
+pub fn write_head<const N: usize, const O: usize>(
+    ctx: &TcContext,
+    outer: impl FnOnce(&mut [u8; O]),
+    t: &Tunnel,
+) -> bool {
+    let Some((o, inner)) = head::view_mut::<N>(ctx).and_then(|h| h.split_first_chunk_mut::<O>())
     else {
         return false;
     };
-    wire::write_outer(o, outer);
+    outer(o);
     let Some((macs, rest)) = inner.split_first_chunk_mut::<12>() else {
         return false;
     };
@@ -173,7 +236,7 @@ fn write_head<const N: usize>(ctx: &TcContext, outer: &wire::Outer, t: &Tunnel) 
 }
 
 /// Marks an encapsulated frame for the detour through the underlay's ingress (redirect with
-/// `REFLECT_FLAGS`), where the kernel re-derives skb->protocol (IPv4) and `reflected`
+/// `REFLECT_FLAGS`), where the kernel re-derives skb->protocol (IPv4 or IPv6) and `reflected`
 /// hands it to `bpf_redirect_neigh`.
 #[inline(always)]
 pub fn reflect_mark(ctx: &TcContext) {
@@ -218,7 +281,7 @@ pub struct NextHop {
 
 impl NextHop {
     /// A hop the kernel resolves, out of the underlay device.
-    const fn by_kernel(route: Route, ifindex: u32) -> Self {
+    pub const fn by_kernel(route: Route, ifindex: u32) -> Self {
         NextHop {
             route,
             ifindex,
@@ -240,35 +303,58 @@ pub fn unicast(
     from: u32,
     eth: &[u8; ETH_LEN],
 ) -> Verdict<i32> {
-    if let Some(limit) = mtu::exceeded(ctx, cfg, eth) {
+    let family = Family::of(&to.ip);
+    if let Some(limit) = mtu::exceeded(ctx, cfg, eth, family.overhead()) {
         return mtu::answer(ctx, from, eth, limit);
     }
-    // IPv6 VTEPs are not reachable yet.
-    let Some(remote_ip) = to.ip.v4_octets() else {
+    let hop = match to.ip.v4_octets() {
+        Some(ip) => next_hop(ctx, cfg, ip),
+        None => encap6::next_hop(ctx, cfg, &to.ip.0),
+    };
+    let Some(hop) = hop else {
         return drop(counter::DROP_NO_ROUTE);
     };
-    let Some(hop) = next_hop(ctx, cfg, remote_ip) else {
-        return drop(counter::DROP_NO_ROUTE);
-    };
-    let tunnel = match open(ctx, cfg, vni, eth) {
+    let tunnel = match open(ctx, cfg, vni, eth, family) {
         Ok(t) => t,
         Err(reason) => return drop(reason),
     };
     // Read after `open`: taking the tags out can change skb->protocol.
-    let is_ipv4 = ctx.skb.protocol() == ETH_P_IP.to_be() as u32;
+    let routable = ctx.skb.protocol() == family.ethertype().to_be() as u32;
     let macs = (hop.dst_mac, hop.src_mac);
-    if !address(ctx, cfg, &tunnel, remote_ip, to.port, macs) {
+    let written = match to.ip.v4_octets() {
+        Some(ip) => address(ctx, cfg, &tunnel, ip, to.port, macs),
+        None => encap6::inner_sum(ctx, cfg, &tunnel).is_some_and(|inner| {
+            let to = encap6::To6 {
+                remote: to.ip.0,
+                port: to.port,
+                macs,
+                inner,
+            };
+            encap6::address(ctx, cfg, &tunnel, &to)
+        }),
+    };
+    if !written {
         return drop(counter::DROP_ENCAP_FAIL);
     }
     let rc = match hop.route {
         Route::Resolved => unsafe { bpf_redirect(hop.ifindex, 0) as i32 },
-        Route::OnLink if is_ipv4 => {
+        Route::OnLink if routable => {
             count(counter::NEIGH_RESOLVE);
             // Every byte set by value: mem::zeroed() becomes a byte-loop memset call here.
-            let mut nh = RedirNeigh {
-                nh_family: AF_INET as u32,
-                __bindgen_anon_1: NextHopAddr {
-                    ipv6_nh: [u32::from_ne_bytes(remote_ip), 0, 0, 0],
+            let a = to.ip.0;
+            let word = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+            let mut nh = match family {
+                Family::V4 => RedirNeigh {
+                    nh_family: AF_INET as u32,
+                    __bindgen_anon_1: NextHopAddr {
+                        ipv6_nh: [word(12), 0, 0, 0],
+                    },
+                },
+                Family::V6 => RedirNeigh {
+                    nh_family: AF_INET6 as u32,
+                    __bindgen_anon_1: NextHopAddr {
+                        ipv6_nh: [word(0), word(4), word(8), word(12)],
+                    },
                 },
             };
             unsafe {
@@ -280,7 +366,7 @@ pub fn unicast(
                 ) as i32
             }
         }
-        Route::Unresolved if is_ipv4 => {
+        Route::Unresolved if routable => {
             count(counter::NEIGH_RESOLVE);
             unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, ptr::null_mut(), 0, 0) as i32 }
         }
@@ -324,6 +410,12 @@ pub fn next_hop(ctx: &TcContext, cfg: &Config, remote_ip: [u8; 4]) -> Option<Nex
     fib.__bindgen_anon_2.tos = 0;
     fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(cfg.local_ip);
     fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(remote_ip);
+    fib_answer(ctx, fib, cfg)
+}
+
+/// Asks the FIB about the query in `fib` (either family).
+#[inline(always)]
+pub fn fib_answer(ctx: &TcContext, fib: &mut FibLookup, cfg: &Config) -> Option<NextHop> {
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.skb.skb as *mut c_void,

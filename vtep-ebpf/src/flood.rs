@@ -9,28 +9,54 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{__sk_buff, TC_ACT_SHOT},
-    helpers::bpf_loop,
+    helpers::{bpf_loop, bpf_skb_change_head, bpf_skb_change_proto},
     programs::TcContext,
 };
-use vtep_common::{counter, wire::ETH_LEN, Config, Slot, MAX_FLOOD, MAX_VNI_PORTS};
+use vtep_common::{
+    counter,
+    outer6::EXTRA6,
+    wire::{ETH_LEN, ETH_P_IP, ETH_P_IPV6},
+    Config, Slot, MAX_FLOOD, MAX_VNI_PORTS,
+};
 
 use crate::{
-    encap::{self, Route, Tunnel},
+    encap::{self, Family, Route, Tunnel},
+    encap6,
     maps::{FLOOD, VNIS, VNI_PORTS},
     mtu,
     stats::{count, drop, Verdict},
 };
 
-/// What a callback needs of its caller: the frame and the list it walks.
+/// What `copy_to_port` needs of its caller: the frame and the VNI whose ports it walks.
+/// Every field is set from a variable: a run of constant zeros becomes a call to the
+/// global `memset`, which the verifier refuses without BTF for it.
 #[repr(C)]
-struct Walk {
+struct PortWalk {
     skb: *mut __sk_buff,
     vni: u32,
-    /// The port the frame came in on (local walk), which gets no copy.
+    /// The port the frame came in on, which gets no copy.
     except: u32,
+}
+
+/// What `copy_to_vtep` needs of its caller: the frame, the VNI whose flood list it walks,
+/// and the tunnel every copy shares.
+#[repr(C)]
+struct VtepWalk {
+    skb: *mut __sk_buff,
     cfg: *const Config,
     tunnel: *const Tunnel,
+    vni: u32,
+    /// The inner frame's sum, for IPv6 copies' UDP checksum.
+    inner_sum: u32,
+    /// The outer family this walk copies to (`FAMILY_V4` or `FAMILY_V6`); VTEPs of the
+    /// other are left for a second walk.
+    family: u8,
+    /// Set when the walk passed a VTEP of the other family.
+    other: u8,
 }
+
+const FAMILY_V4: u8 = 4;
+const FAMILY_V6: u8 = 6;
 
 /// bpf_loop callbacks may only answer 0 (go on) or 1 (stop).
 const GO_ON: i64 = 0;
@@ -46,18 +72,16 @@ pub fn local(ctx: &TcContext, vni: u32, except: u32) {
 
 #[inline(always)]
 fn to_ports(ctx: &TcContext, vni: u32, len: u32, except: u32) {
-    let mut walk = Walk {
+    let mut walk = PortWalk {
         skb: ctx.skb.skb,
         vni,
         except,
-        cfg: core::ptr::null(),
-        tunnel: core::ptr::null(),
     };
     walk_list(len.min(MAX_VNI_PORTS), copy_to_port, &mut walk);
 }
 
 extern "C" fn copy_to_port(index: u32, walk: *mut c_void) -> i64 {
-    let walk = unsafe { &*(walk as *const Walk) };
+    let walk = unsafe { &*(walk as *const PortWalk) };
     let Some(&ifindex) = (unsafe {
         VNI_PORTS.get(Slot {
             vni: walk.vni,
@@ -95,7 +119,7 @@ pub fn from_port(
     if !others && lists.flood == 0 {
         return drop(reason);
     }
-    let fits = mtu::exceeded(ctx, cfg, eth).is_none();
+    let fits = mtu::exceeded(ctx, cfg, eth, first(cfg).overhead()).is_none();
     if !others && !fits {
         return drop(counter::DROP_TOO_BIG);
     }
@@ -108,30 +132,95 @@ pub fn from_port(
     Verdict::new(TC_ACT_SHOT, counter::FLOOD)
 }
 
-/// Encapsulates once; each copy only rewrites the outer headers. A copy whose next hop the
-/// FIB knows goes straight out; the others take the detour through the underlay's ingress,
+/// The first walk's family: IPv4 when the host has an IPv4 address (IPv4 lists cost what
+/// they did before IPv6), else IPv6.
+#[inline(always)]
+fn first(cfg: &Config) -> Family {
+    if cfg.local_ip != [0; 4] {
+        Family::V4
+    } else {
+        Family::V6
+    }
+}
+
+/// Encapsulates once per outer family; each copy only rewrites the outer headers. The
+/// list is walked for `first`'s VTEPs, then, if it holds IPv6 ones too, the frame grows by
+/// the 20 bytes IPv6 adds and the list is walked for those. A copy whose next hop the FIB
+/// knows goes straight out; the others take the detour through the underlay's ingress,
 /// where the kernel resolves it. Straight out matters for long lists: every detour waits
 /// in the CPU's backlog (netdev_max_backlog, 1,000 by default) until this program returns.
-#[inline(always)]
+/// Not inlined: its tunnel and walk would crowd the port program's stack frame, which
+/// the walk's callbacks stack on.
+#[inline(never)]
 fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, eth: &[u8; ETH_LEN]) {
-    let tunnel = match encap::open(ctx, cfg, vni, eth) {
+    let first = first(cfg);
+    // Judged before growing: IPv6 copies need 20 bytes more than IPv4 ones.
+    let fits6 = mtu::exceeded(ctx, cfg, eth, Family::V6.overhead()).is_none();
+    let tunnel = match encap::open(ctx, cfg, vni, eth, first) {
         Ok(t) => t,
         // No remote copy can be made; the frame's verdict stays `flood` (local copies).
         Err(reason) => return count(reason),
     };
     encap::reflect_mark(ctx);
-    let mut walk = Walk {
+    let mut walk = VtepWalk {
         skb: ctx.skb.skb,
-        vni,
-        except: 0,
         cfg,
         tunnel: &tunnel,
+        vni,
+        inner_sum: 0,
+        family: FAMILY_V6,
+        other: 0,
     };
-    walk_list(len.min(MAX_FLOOD), copy_to_vtep, &mut walk);
+    let len = len.min(MAX_FLOOD);
+    if first == Family::V6 {
+        walk.inner_sum = match encap6::inner_sum(ctx, cfg, &tunnel) {
+            Some(sum) => sum,
+            None => return count(counter::DROP_ENCAP_FAIL),
+        };
+        return walk_list(len, copy_to_vtep, &mut walk);
+    }
+    walk.family = FAMILY_V4;
+    walk_list(len, copy_to_vtep, &mut walk);
+    if walk.other != 0 && cfg.local_ip6 != [0; 16] {
+        if fits6 {
+            then_ipv6(ctx, &mut walk, len);
+        } else {
+            count(counter::DROP_TOO_BIG);
+        }
+    }
+}
+
+/// The second walk of a list holding both families: grown for IPv6, to its IPv6 VTEPs.
+/// Not inlined: verified once, not once per caller of `from_port`.
+#[inline(never)]
+fn then_ipv6(ctx: &TcContext, walk: &mut VtepWalk, len: u32) {
+    let (cfg, tunnel) = unsafe { (&*walk.cfg, &*walk.tunnel) };
+    match grow6(ctx).then(|| encap6::inner_sum(ctx, cfg, tunnel)).flatten() {
+        Some(sum) => walk.inner_sum = sum,
+        None => return count(counter::DROP_ENCAP_FAIL),
+    }
+    walk.family = FAMILY_V6;
+    walk_list(len, copy_to_vtep, walk);
+}
+
+/// Turns the room for IPv4 outer headers into room for IPv6 ones. An IP frame changes
+/// skb->protocol with it (bpf_skb_change_proto, which keeps the inner offsets), as the
+/// kernel routes by it; a GSO one cannot (the helper would retag its inner TCP segments
+/// as IPv6), and gets no IPv6 copies. Other frames (ARP) just get 20 bytes more in front.
+#[inline(never)]
+fn grow6(ctx: &TcContext) -> bool {
+    let skb = ctx.skb.skb;
+    if ctx.skb.protocol() == (ETH_P_IP.to_be() as u32) {
+        if unsafe { (*skb).gso_size } != 0 {
+            return false;
+        }
+        return unsafe { bpf_skb_change_proto(skb, ETH_P_IPV6.to_be(), 0) } == 0;
+    }
+    unsafe { bpf_skb_change_head(skb, EXTRA6 as u32, 0) == 0 }
 }
 
 extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
-    let walk = unsafe { &*(walk as *const Walk) };
+    let walk = unsafe { &mut *(walk as *mut VtepWalk) };
     let Some(remote) = (unsafe {
         FLOOD.get(Slot {
             vni: walk.vni,
@@ -140,14 +229,18 @@ extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
     }) else {
         return STOP;
     };
-    let Some(remote_ip) = remote.ip.v4_octets() else {
-        // IPv6 VTEPs are not reachable yet.
-        count(counter::DROP_NO_ROUTE);
+    let v4 = remote.ip.v4_octets();
+    if v4.is_some() != (walk.family == FAMILY_V4) {
+        walk.other = 1;
         return GO_ON;
-    };
+    }
     let ctx = TcContext::new(walk.skb);
     let (cfg, tunnel) = unsafe { (&*walk.cfg, &*walk.tunnel) };
-    let (macs, ifindex, flags) = match encap::next_hop(&ctx, cfg, remote_ip) {
+    let hop = match v4 {
+        Some(ip) => encap::next_hop(&ctx, cfg, ip),
+        None => encap6::next_hop(&ctx, cfg, &remote.ip.0),
+    };
+    let (macs, ifindex, flags) = match hop {
         Some(h) if h.route == Route::Resolved => ((h.dst_mac, h.src_mac), h.ifindex, 0),
         Some(_) => (([0; 6], [0; 6]), cfg.underlay_ifindex, encap::REFLECT_FLAGS),
         None => {
@@ -155,8 +248,19 @@ extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
             return GO_ON;
         }
     };
-    if encap::address(&ctx, cfg, tunnel, remote_ip, remote.port, macs)
-        && ctx.clone_redirect(ifindex, flags).is_ok()
+    let written = match v4 {
+        Some(ip) => encap::address(&ctx, cfg, tunnel, ip, remote.port, macs),
+        None => {
+            let to = encap6::To6 {
+                remote: remote.ip.0,
+                port: remote.port,
+                macs,
+                inner: walk.inner_sum,
+            };
+            encap6::address(&ctx, cfg, tunnel, &to)
+        }
+    };
+    if written && ctx.clone_redirect(ifindex, flags).is_ok()
     {
         count(counter::FLOOD_REMOTE);
     }
@@ -164,13 +268,13 @@ extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
 }
 
 #[inline(always)]
-fn walk_list(len: u32, callback: extern "C" fn(u32, *mut c_void) -> i64, walk: &mut Walk) {
+fn walk_list<W>(len: u32, callback: extern "C" fn(u32, *mut c_void) -> i64, walk: &mut W) {
     if len > 0 {
         unsafe {
             bpf_loop(
                 len,
                 callback as *mut c_void,
-                walk as *mut Walk as *mut c_void,
+                walk as *mut W as *mut c_void,
                 0,
             )
         };

@@ -12,6 +12,7 @@ mod csum;
 mod decap;
 mod decap6;
 mod encap;
+mod encap6;
 mod fdb;
 mod flood;
 mod head;

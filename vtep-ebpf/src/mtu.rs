@@ -14,7 +14,7 @@ use aya_ebpf::{
 use vtep_common::{
     counter,
     icmp::{self, IPV6_LEN, MIN_MTU, MIN_MTU6, QUOTE6_LEN, QUOTE_LEN, REPLY6_HEAD, REPLY_HEAD},
-    wire::{ENCAP_LEN, ETH_LEN, ETH_P_IP, ETH_P_IPV6, IPV4_LEN, MAX_VLAN_TAGS, VLAN_LEN},
+    wire::{ETH_LEN, ETH_P_IP, ETH_P_IPV6, IPV4_LEN, MAX_VLAN_TAGS, VLAN_LEN},
     Config,
 };
 
@@ -29,23 +29,29 @@ const IPPROTO_TCP: u8 = 6;
 const CSUM_CHUNK: usize = 512;
 
 /// The MTU to report when the frame starting with `eth`, with its VLAN tags pushed inside
-/// and the outer headers added, would not fit the underlay; None when it fits (or carries
-/// more tags than vtep takes, which encapsulation drops). GSO packets are judged by their
-/// segments.
+/// and the outer headers added (`overhead` bytes with their Ethernet header: 50 towards an
+/// IPv4 VTEP, 70 towards an IPv6 one), would not fit the underlay; None when it fits (or
+/// carries more tags than vtep takes, which encapsulation drops). GSO packets are judged
+/// by their segments.
 #[inline(always)]
-pub fn exceeded(ctx: &TcContext, cfg: &Config, eth: &[u8; ETH_LEN]) -> Option<u32> {
+pub fn exceeded(
+    ctx: &TcContext,
+    cfg: &Config,
+    eth: &[u8; ETH_LEN],
+    overhead: usize,
+) -> Option<u32> {
     let gso_size = unsafe { (*ctx.skb.skb).gso_size };
     // The common case in one comparison: fits even with the most tags pushed inside.
-    let most = (ENCAP_LEN - ETH_LEN + MAX_VLAN_TAGS * VLAN_LEN) as u32;
+    let most = (overhead - ETH_LEN + MAX_VLAN_TAGS * VLAN_LEN) as u32;
     if gso_size == 0 && ctx.len() + most <= cfg.underlay_mtu {
         return None;
     }
     let (tags, l3) = (vlan::count(ctx, eth)?, vlan::network(ctx, eth)?);
-    // Outer IPv4, UDP and VXLAN, then the inner Ethernet header and tags, around the inner
-    // packet: as many bytes as ENCAP_LEN, whose outer Ethernet header the MTU leaves out.
+    // Outer IP, UDP and VXLAN, then the inner Ethernet header and tags, around the inner
+    // packet: as many bytes as `overhead`, whose outer Ethernet header the MTU leaves out.
     let limit = cfg
         .underlay_mtu
-        .saturating_sub((ENCAP_LEN + tags * VLAN_LEN) as u32);
+        .saturating_sub((overhead + tags * VLAN_LEN) as u32);
     let l3_len = if gso_size == 0 {
         ctx.len().saturating_sub(l3.0 as u32)
     } else {

@@ -41,54 +41,62 @@ fn verdict(ctx: &TcContext) -> Verdict<i32> {
         return drop(counter::DROP_SPOOF);
     }
 
-    let ty = u16::from_be_bytes([eth[12], eth[13]]);
-    if ty == ETH_P_IPV6 {
-        // Multicast solicitations and unicast NUD probes alike, as for ARP.
-        match nd::proxy(ctx, ifindex, vni) {
-            Nd::Answered(verdict) => return verdict,
-            Nd::Unknown(ip) if wire::is_multicast(&dst) => {
-                miss::neigh(vni, ifindex, Addr::v6(ip));
-                return flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_ND_MISS);
+    // One call each of `encap::unicast` and `flood::from_port`, however the frame got
+    // there: each is inlined, and every copy costs the verifier its whole exploration.
+    let reason = 'flood: {
+        let ty = u16::from_be_bytes([eth[12], eth[13]]);
+        if ty == ETH_P_IPV6 {
+            // Multicast solicitations and unicast NUD probes alike, as for ARP.
+            match nd::proxy(ctx, ifindex, vni) {
+                Nd::Answered(verdict) => return verdict,
+                Nd::Unknown(ip) if wire::is_multicast(&dst) => {
+                    miss::neigh(vni, ifindex, Addr::v6(ip));
+                    break 'flood counter::DROP_ND_MISS;
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    if ty == ETH_P_ARP {
-        // Broadcast requests and unicast NUD probes alike are answered from the table.
-        match proxy_arp(ctx, ifindex, vni) {
-            Arp::Answered(verdict) => return verdict,
-            Arp::Unknown(ip) if wire::is_multicast(&dst) => {
-                // The owner may still answer for itself: flood the request.
-                miss::neigh(vni, ifindex, Addr::v4(ip));
-                return flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_ARP_MISS);
+        if ty == ETH_P_ARP {
+            // Broadcast requests and unicast NUD probes alike are answered from the table.
+            match proxy_arp(ctx, ifindex, vni) {
+                Arp::Answered(verdict) => return verdict,
+                Arp::Unknown(ip) if wire::is_multicast(&dst) => {
+                    // The owner may still answer for itself: flood the request.
+                    miss::neigh(vni, ifindex, Addr::v4(ip));
+                    break 'flood counter::DROP_ARP_MISS;
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    if wire::is_multicast(&dst) {
-        if wire::is_link_local(&dst) {
-            return drop(counter::DROP_LINK_LOCAL);
+        if wire::is_multicast(&dst) {
+            if wire::is_link_local(&dst) {
+                return drop(counter::DROP_LINK_LOCAL);
+            }
+            if let Some((off, ETH_P_IPV6)) = vlan::network(ctx, &eth) {
+                nd::count_control(ctx, off);
+            }
+            break 'flood counter::DROP_BUM;
         }
-        if let Some((off, ETH_P_IPV6)) = vlan::network(ctx, &eth) {
-            nd::count_control(ctx, off);
-        }
-        return flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_BUM);
-    }
 
-    // Remote before local: the tunnel is the common path, and `fdb add` and `port add` keep
-    // permanent entries and local MACs apart, so the order decides nothing else.
-    let key = MacVni::new(dst, vni);
-    if let Some(&entry) = unsafe { FDB.get(key) } {
-        return encap::unicast(ctx, cfg, &Remote::of(&entry), vni, ifindex, &eth);
-    }
-    if let Some(out) = unsafe { LOCAL.get(key) } {
-        return Verdict::new(unsafe { bpf_redirect(*out, 0) } as i32, counter::LOCAL);
-    }
-    if let Some(entry) = fdb::learned(&key, cfg) {
-        return encap::unicast(ctx, cfg, &Remote::of(&entry), vni, ifindex, &eth);
-    }
-    miss::fdb(vni, ifindex, dst);
-    flood::from_port(ctx, cfg, vni, ifindex, &eth, counter::DROP_NO_FDB)
+        // Remote before local: the tunnel is the common path, and `fdb add` and `port add`
+        // keep permanent entries and local MACs apart, so the order decides nothing else.
+        let key = MacVni::new(dst, vni);
+        let remote = match unsafe { FDB.get(key) } {
+            Some(&entry) => Some(entry),
+            None => {
+                if let Some(out) = unsafe { LOCAL.get(key) } {
+                    return Verdict::new(unsafe { bpf_redirect(*out, 0) } as i32, counter::LOCAL);
+                }
+                fdb::learned(&key, cfg)
+            }
+        };
+        if let Some(entry) = remote {
+            return encap::unicast(ctx, cfg, &Remote::of(&entry), vni, ifindex, &eth);
+        }
+        miss::fdb(vni, ifindex, dst);
+        counter::DROP_NO_FDB
+    };
+    flood::from_port(ctx, cfg, vni, ifindex, &eth, reason)
 }
 
 /// A port may only send with its own MAC, and IPv4, ARP and IPv6 only from its own

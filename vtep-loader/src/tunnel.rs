@@ -305,7 +305,7 @@ async fn upgrade(st: &mut State, args: &UpArgs, current: &Config, cfg: Config) -
         .into_iter()
         .filter(|p| p.health == PortHealth::Ok)
         .collect();
-    warn_mtu(&current_dev, cfg.underlay_mtu, &live);
+    warn_mtu(&current_dev, &cfg, &live);
     let ports: Vec<(String, u32)> = live
         .iter()
         .map(|p| (p.host_ifname(), p.host_ifindex))
@@ -323,8 +323,9 @@ async fn upgrade(st: &mut State, args: &UpArgs, current: &Config, cfg: Config) -
 
 /// Tells (on stderr) of ports whose MTU the underlay no longer carries: they keep working,
 /// but their larger frames get ICMP "fragmentation needed" or are dropped.
-fn warn_mtu(dev: &str, underlay_mtu: u32, ports: &[crate::state::PortState]) {
-    let limit = port_mtu_limit(underlay_mtu);
+fn warn_mtu(dev: &str, cfg: &Config, ports: &[crate::state::PortState]) {
+    let underlay_mtu = cfg.underlay_mtu;
+    let (limit, _) = port_mtu_limit(underlay_mtu, cfg);
     let over: Vec<String> = ports
         .iter()
         .filter(|p| p.port.mtu > limit)

@@ -89,10 +89,17 @@ impl PortState {
 
 /// Host-side veth name: derived from the namespace name so it is stable and unique per port,
 /// and short enough for IFNAMSIZ.
-/// The largest port MTU an underlay of `underlay_mtu` carries: VXLAN adds 50 bytes (the
-/// kernel's vxlan device on a lower device allows the same).
-pub fn port_mtu_limit(underlay_mtu: u32) -> u32 {
-    underlay_mtu.saturating_sub(vtep_common::wire::ENCAP_LEN as u32)
+/// The largest port MTU an underlay of `underlay_mtu` carries to every VTEP the host
+/// `cfg` can reach, and the VXLAN overhead that leaves it: 50 bytes over IPv4, 70 over
+/// IPv6 (the kernel's vxlan device on a lower device allows the same), the larger one when
+/// the host has a local address of each family.
+pub fn port_mtu_limit(underlay_mtu: u32, cfg: &vtep_common::Config) -> (u32, &'static str) {
+    let (overhead, words) = if cfg.local_ip6 != [0; 16] {
+        (vtep_common::outer6::ENCAP6_LEN, "VXLAN over IPv6's 70 bytes")
+    } else {
+        (vtep_common::wire::ENCAP_LEN, "VXLAN's 50 bytes")
+    };
+    (underlay_mtu.saturating_sub(overhead as u32), words)
 }
 
 pub fn host_ifname(netns: &str) -> String {
@@ -166,10 +173,10 @@ impl State {
             .mtu_and_veth(cfg.underlay_ifindex)
             .await?
         {
-            let limit = port_mtu_limit(mtu);
+            let (limit, overhead) = port_mtu_limit(mtu, &cfg);
             if req.mtu > limit {
                 return Err(anyhow::anyhow!(
-                    "--mtu {} does not fit the underlay: {dev} has MTU {mtu}, which leaves {limit} inside VXLAN's 50 bytes",
+                    "--mtu {} does not fit the underlay: {dev} has MTU {mtu}, which leaves {limit} inside {overhead}",
                     req.mtu
                 )
                 .into());
