@@ -521,19 +521,38 @@ pub fn ipv6_sender_with_kernel(
     h1.vtep(&["fdb", "replace", &h2.mac, "dst", &h2.ip6, "vni", VNI])?;
     let host = h2.ns.as_str();
     let mut vxlan = vec![
-        "-n", host, "link", "add", "vxlan6", "type", "vxlan", "id", VNI, "local", &h2.ip6,
-        "dstport", "4789", "nolearning",
+        "-n",
+        host,
+        "link",
+        "add",
+        "vxlan6",
+        "type",
+        "vxlan",
+        "id",
+        VNI,
+        "local",
+        &h2.ip6,
+        "dstport",
+        "4789",
+        "nolearning",
     ];
     vxlan.extend_from_slice(vxlan6_opts);
     run("ip", &vxlan)?;
-    run("ip", &["-n", host, "link", "set", "vxlan6", "master", "br0"])?;
     run(
-        "bridge",
-        &["-n", host, "link", "set", "dev", "vxlan6", "learning", "off"],
+        "ip",
+        &["-n", host, "link", "set", "vxlan6", "master", "br0"],
     )?;
     run(
         "bridge",
-        &["-n", host, "fdb", "add", &h1.mac, "dev", "vxlan1", "master", "static"],
+        &[
+            "-n", host, "link", "set", "dev", "vxlan6", "learning", "off",
+        ],
+    )?;
+    run(
+        "bridge",
+        &[
+            "-n", host, "fdb", "add", &h1.mac, "dev", "vxlan1", "master", "static",
+        ],
     )?;
     run("ip", &["-n", host, "link", "set", "vxlan6", "up"])?;
     Ok(bed)

@@ -60,7 +60,11 @@ fn the_kernel_vxlan_over_ipv6_accepts_what_vtep_sends_and_tshark_finds_it_valid(
         ping(&h1.container, &h2.container_ip, 3)?,
         "over IPv6 there, IPv4 back"
     );
-    assert_eq!(got.stop()?.len(), 3, "the kernel's container got every request");
+    assert_eq!(
+        got.stop()?.len(),
+        3,
+        "the kernel's container got every request"
+    );
     let frames = dissect(
         wire,
         &[
@@ -90,12 +94,24 @@ fn the_kernel_vxlan_over_ipv6_accepts_what_vtep_sends_and_tshark_finds_it_valid(
 #[test]
 fn the_kernel_vxlan_over_ipv6_replies_over_ipv6() -> Result<()> {
     // The kernel peer on an IPv6-only underlay: its replies are VXLAN over IPv6 too.
-    let bed = Testbed::new_on(&unique_tag("r6"), [Stack::vtep(), Stack::Kernel], Underlay::V6)?;
+    let bed = Testbed::new_on(
+        &unique_tag("r6"),
+        [Stack::vtep(), Stack::Kernel],
+        Underlay::V6,
+    )?;
     let (h1, h2) = (bed.c1(), bed.c2());
     let got = Capture::start(&h2.container, "eth0", "icmp and src host 12.12.12.2")?;
-    let back = Capture::start(&h1.ns, "eth1", "ip6 and udp port 4789 and src host 2001:db8::3")?;
+    let back = Capture::start(
+        &h1.ns,
+        "eth1",
+        "ip6 and udp port 4789 and src host 2001:db8::3",
+    )?;
     ping(&h1.container, &h2.container_ip, 2)?;
-    assert_eq!(got.stop()?.len(), 2, "the kernel's container got the requests");
+    assert_eq!(
+        got.stop()?.len(),
+        2,
+        "the kernel's container got the requests"
+    );
     let replies = dissect(back, &["vxlan.vni", "icmp.type"])?;
     assert!(
         replies.iter().filter(|f| f[..] == ["42", "0"]).count() >= 2,
@@ -128,10 +144,16 @@ fn udp6zerocsumtx_sends_zero_checksums_only_udp6zerocsumrx_receivers_take() -> R
     let bed = ipv6_sender_with_kernel(&unique_tag("z6"), &["--udp6zerocsumtx"], &[])?;
     let (h1, h2) = (bed.c1(), bed.c2());
     let wire = Capture::start(&h1.ns, "eth1", "ip6 and udp port 4789")?;
-    assert!(!ping(&h1.container, &h2.container_ip, 2)?, "dropped by the kernel");
+    assert!(
+        !ping(&h1.container, &h2.container_ip, 2)?,
+        "dropped by the kernel"
+    );
     let frames = dissect(wire, &["udp.checksum", "vxlan.vni"])?;
     assert!(frames.len() >= 2, "{frames:?}");
-    assert!(frames.iter().all(|f| f[..] == ["0x0000", "42"]), "{frames:?}");
+    assert!(
+        frames.iter().all(|f| f[..] == ["0x0000", "42"]),
+        "{frames:?}"
+    );
     drop(bed);
 
     let bed = ipv6_sender_with_kernel(
@@ -149,7 +171,15 @@ fn a_dual_host_floods_one_copy_per_family_and_reaches_either() -> Result<()> {
     let bed = ipv6_sender_with_kernel(&unique_tag("d6"), &[], &[])?;
     let (h1, h2) = (bed.c1(), bed.c2());
     for dst in [&h2.ip, &h2.ip6] {
-        h1.vtep(&["fdb", "append", "00:00:00:00:00:00", "dst", dst, "vni", "42"])?;
+        h1.vtep(&[
+            "fdb",
+            "append",
+            "00:00:00:00:00:00",
+            "dst",
+            dst,
+            "vni",
+            "42",
+        ])?;
     }
     let wire = Capture::start(
         &h1.ns,
@@ -158,20 +188,37 @@ fn a_dual_host_floods_one_copy_per_family_and_reaches_either() -> Result<()> {
     )?;
     // A broadcast IPv4 frame (grown with its protocol changed) and an ARP request (grown
     // in front): each once per family.
-    in_ns(&h1.container, &["ping", "-b", "-c", "1", "-W", "1", "12.12.12.255"]).ok();
+    in_ns(
+        &h1.container,
+        &["ping", "-b", "-c", "1", "-W", "1", "12.12.12.255"],
+    )
+    .ok();
     in_ns(&h1.container, &["ping", "-c", "1", "-W", "1", "12.12.12.9"]).ok();
     let frames = dissect(
         wire,
-        &["ip.dst", "ipv6.dst", "udp.checksum.status", "vxlan.vni", "eth.dst", "frame.protocols"],
+        &[
+            "ip.dst",
+            "ipv6.dst",
+            "udp.checksum.status",
+            "vxlan.vni",
+            "eth.dst",
+            "frame.protocols",
+        ],
     )?;
-    let sent: Vec<&Vec<String>> = frames.iter().filter(|f| f[4].ends_with("ff:ff:ff:ff:ff:ff")).collect();
+    let sent: Vec<&Vec<String>> = frames
+        .iter()
+        .filter(|f| f[4].ends_with("ff:ff:ff:ff:ff:ff"))
+        .collect();
     for (what, proto) in [
         ("ICMP broadcast", ":vxlan:eth:ethertype:ip:icmp"),
         ("ARP request", ":vxlan:eth:ethertype:arp"),
     ] {
         let copies: Vec<_> = sent.iter().filter(|f| f[5].contains(proto)).collect();
         assert_eq!(copies.len(), 2, "{what}: {frames:?}");
-        assert!(copies.iter().any(|f| f[0] == "192.168.104.3"), "{what} over IPv4: {copies:?}");
+        assert!(
+            copies.iter().any(|f| f[0] == "192.168.104.3"),
+            "{what} over IPv4: {copies:?}"
+        );
         assert!(
             copies.iter().any(|f| f[1] == "2001:db8::3" && f[2] == "2"),
             "{what} over IPv6 with a good checksum: {copies:?}"
@@ -180,7 +227,10 @@ fn a_dual_host_floods_one_copy_per_family_and_reaches_either() -> Result<()> {
     }
     for dst in [&h2.ip, &h2.ip6] {
         h1.vtep(&["fdb", "replace", &h2.mac, "dst", dst, "vni", "42"])?;
-        assert!(ping(&h1.container, &h2.container_ip, 2)?, "unicast over {dst}");
+        assert!(
+            ping(&h1.container, &h2.container_ip, 2)?,
+            "unicast over {dst}"
+        );
     }
     Ok(())
 }
@@ -191,8 +241,19 @@ fn vxlan_over_ipv6_leaves_1430_bytes_and_too_big_frames_learn_it() -> Result<()>
     let h1 = &bed.hosts[0];
     let port = |mtu: &str| {
         vtep_output(&[
-            "-n", &h1.ns, "port", "add", &h1.container, "--mac", &h1.mac, "--addr",
-            "12.12.12.2/24", "--vni", "42", "--mtu", mtu,
+            "-n",
+            &h1.ns,
+            "port",
+            "add",
+            &h1.container,
+            "--mac",
+            &h1.mac,
+            "--addr",
+            "12.12.12.2/24",
+            "--vni",
+            "42",
+            "--mtu",
+            mtu,
         ])
     };
     let out = port("1450")?;
@@ -211,26 +272,49 @@ fn vxlan_over_ipv6_leaves_1430_bytes_and_too_big_frames_learn_it() -> Result<()>
     let ports: serde_json::Value = serde_json::from_str(&h1.vtep(&["-j", "port", "show"])?)?;
     let host_if = ports[0]["host_ifname"].as_str().context("host_ifname")?;
     run("ip", &["-n", &h1.ns, "link", "set", host_if, "mtu", "1450"])?;
-    run("ip", &["-n", &h1.container, "link", "set", "eth0", "mtu", "1450"])?;
+    run(
+        "ip",
+        &["-n", &h1.container, "link", "set", "eth0", "mtu", "1450"],
+    )?;
     let big_ping = || -> Result<String> {
         let out = output(
             "ip",
             &[
-                "netns", "exec", &h1.container, "ping", "-c", "1", "-W", "2", "-M", "do", "-s",
-                "1410", &h2.container_ip,
+                "netns",
+                "exec",
+                &h1.container,
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "-M",
+                "do",
+                "-s",
+                "1410",
+                &h2.container_ip,
             ],
         )?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
     h1.vtep(&["fdb", "replace", &h2.mac, "dst", &h2.ip, "vni", "42"])?;
-    assert!(big_ping()?.contains(" 0% packet loss"), "1438 bytes fit IPv4's 50");
+    assert!(
+        big_ping()?.contains(" 0% packet loss"),
+        "1438 bytes fit IPv4's 50"
+    );
     h1.vtep(&["fdb", "replace", &h2.mac, "dst", &h2.ip6, "vni", "42"])?;
     let before = h1.counter("icmp_too_big")?;
     let text = big_ping()?;
-    assert!(text.contains("Frag needed and DF set (mtu = 1430)"), "{text}");
+    assert!(
+        text.contains("Frag needed and DF set (mtu = 1430)"),
+        "{text}"
+    );
     assert_eq!(h1.counter("icmp_too_big")?, before + 1);
     let route = in_ns(&h1.container, &["ip", "route", "get", &h2.container_ip])?;
     assert!(route.contains("mtu 1430"), "{route}");
-    assert!(ping(&h1.container, &h2.container_ip, 1)?, "smaller frames pass");
+    assert!(
+        ping(&h1.container, &h2.container_ip, 1)?,
+        "smaller frames pass"
+    );
     Ok(())
 }

@@ -323,15 +323,7 @@ pub fn unicast(
     let macs = (hop.dst_mac, hop.src_mac);
     let written = match to.ip.v4_octets() {
         Some(ip) => address(ctx, cfg, &tunnel, ip, to.port, macs),
-        None => encap6::inner_sum(ctx, cfg, &tunnel).is_some_and(|inner| {
-            let to = encap6::To6 {
-                remote: to.ip.0,
-                port: to.port,
-                macs,
-                inner,
-            };
-            encap6::address(ctx, cfg, &tunnel, &to)
-        }),
+        None => encap6::address_unicast(ctx, cfg, &tunnel, to, &macs),
     };
     if !written {
         return drop(counter::DROP_ENCAP_FAIL);

@@ -15,7 +15,7 @@ use aya_ebpf::{helpers::bpf_skb_load_bytes, programs::TcContext};
 use vtep_common::{
     outer6::{self, Inner, Outer6, ENCAP6_LEN},
     wire::{ETH_LEN, MAX_VLAN_TAGS, VLAN_LEN},
-    Config,
+    Config, Remote,
 };
 
 use crate::{
@@ -83,6 +83,27 @@ pub struct To6 {
     pub inner: u32,
 }
 
+/// `address` for a unicast frame, which sums its inner frame first. Not inlined: the sum
+/// and `To6` would crowd the port program's frame, on which flood's callbacks stack.
+#[inline(never)]
+pub fn address_unicast(
+    ctx: &TcContext,
+    cfg: &Config,
+    t: &Tunnel,
+    to: &Remote,
+    macs: &([u8; 6], [u8; 6]),
+) -> bool {
+    inner_sum(ctx, cfg, t).is_some_and(|inner| {
+        let to = To6 {
+            remote: to.ip.0,
+            port: to.port,
+            macs: *macs,
+            inner,
+        };
+        address(ctx, cfg, t, &to)
+    })
+}
+
 /// Writes the outer IPv6 headers towards `to` and the inner Ethernet header with its tags.
 #[inline(never)]
 pub fn address(ctx: &TcContext, cfg: &Config, t: &Tunnel, to: &To6) -> bool {
@@ -116,7 +137,11 @@ pub fn address(ctx: &TcContext, cfg: &Config, t: &Tunnel, to: &To6) -> bool {
 }
 
 /// The underlay route to an IPv6 VTEP: as `encap::next_hop`, from the FIB when IPv6
-/// forwarding lets it answer, else on-link or the kernel's.
+/// forwarding lets it answer, else on-link or the kernel's. Inlined: as a BPF function its
+/// `Option<NextHop>` return type would go into BTF as a union with its niche member at
+/// byte 16, which the kernel refuses (union members sit at 0), and without the object's
+/// BTF the bpf_loop callbacks have no func_info.
+#[inline(always)]
 pub fn next_hop(ctx: &TcContext, cfg: &Config, remote: &[u8; 16]) -> Option<NextHop> {
     if cfg.fib6_ok == 0 {
         let route = if outer6::same_subnet6(&cfg.local_ip6, remote, cfg.onlink_prefix6) {

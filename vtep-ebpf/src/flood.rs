@@ -48,15 +48,9 @@ struct VtepWalk {
     vni: u32,
     /// The inner frame's sum, for IPv6 copies' UDP checksum.
     inner_sum: u32,
-    /// The outer family this walk copies to (`FAMILY_V4` or `FAMILY_V6`); VTEPs of the
-    /// other are left for a second walk.
-    family: u8,
-    /// Set when the walk passed a VTEP of the other family.
+    /// Set when the walk passed a VTEP of the other family, left for a second walk.
     other: u8,
 }
-
-const FAMILY_V4: u8 = 4;
-const FAMILY_V6: u8 = 6;
 
 /// bpf_loop callbacks may only answer 0 (go on) or 1 (stop).
 const GO_ON: i64 = 0;
@@ -168,7 +162,6 @@ fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, eth: &[u8; ETH_LEN]
         tunnel: &tunnel,
         vni,
         inner_sum: 0,
-        family: FAMILY_V6,
         other: 0,
     };
     let len = len.min(MAX_FLOOD);
@@ -177,10 +170,9 @@ fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, eth: &[u8; ETH_LEN]
             Some(sum) => sum,
             None => return count(counter::DROP_ENCAP_FAIL),
         };
-        return walk_list(len, copy_to_vtep, &mut walk);
+        return walk_list(len, copy_to_vtep::<true>, &mut walk);
     }
-    walk.family = FAMILY_V4;
-    walk_list(len, copy_to_vtep, &mut walk);
+    walk_list(len, copy_to_vtep::<false>, &mut walk);
     if walk.other != 0 && cfg.local_ip6 != [0; 16] {
         if fits6 {
             then_ipv6(ctx, &mut walk, len);
@@ -195,12 +187,14 @@ fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, eth: &[u8; ETH_LEN]
 #[inline(never)]
 fn then_ipv6(ctx: &TcContext, walk: &mut VtepWalk, len: u32) {
     let (cfg, tunnel) = unsafe { (&*walk.cfg, &*walk.tunnel) };
-    match grow6(ctx).then(|| encap6::inner_sum(ctx, cfg, tunnel)).flatten() {
+    match grow6(ctx)
+        .then(|| encap6::inner_sum(ctx, cfg, tunnel))
+        .flatten()
+    {
         Some(sum) => walk.inner_sum = sum,
         None => return count(counter::DROP_ENCAP_FAIL),
     }
-    walk.family = FAMILY_V6;
-    walk_list(len, copy_to_vtep, walk);
+    walk_list(len, copy_to_vtep::<true>, walk);
 }
 
 /// Turns the room for IPv4 outer headers into room for IPv6 ones. An IP frame changes
@@ -219,7 +213,9 @@ fn grow6(ctx: &TcContext) -> bool {
     unsafe { bpf_skb_change_head(skb, EXTRA6 as u32, 0) == 0 }
 }
 
-extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
+/// One callback per outer family (`V6`), each verified only for its own: with the family
+/// a runtime value the verifier walked every IPv4 path with every IPv6 one.
+extern "C" fn copy_to_vtep<const V6: bool>(index: u32, walk: *mut c_void) -> i64 {
     let walk = unsafe { &mut *(walk as *mut VtepWalk) };
     let Some(remote) = (unsafe {
         FLOOD.get(Slot {
@@ -230,7 +226,7 @@ extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
         return STOP;
     };
     let v4 = remote.ip.v4_octets();
-    if v4.is_some() != (walk.family == FAMILY_V4) {
+    if v4.is_some() == V6 {
         walk.other = 1;
         return GO_ON;
     }
@@ -260,8 +256,7 @@ extern "C" fn copy_to_vtep(index: u32, walk: *mut c_void) -> i64 {
             encap6::address(&ctx, cfg, tunnel, &to)
         }
     };
-    if written && ctx.clone_redirect(ifindex, flags).is_ok()
-    {
+    if written && ctx.clone_redirect(ifindex, flags).is_ok() {
         count(counter::FLOOD_REMOTE);
     }
     GO_ON

@@ -95,7 +95,10 @@ impl PortState {
 /// the host has a local address of each family.
 pub fn port_mtu_limit(underlay_mtu: u32, cfg: &vtep_common::Config) -> (u32, &'static str) {
     let (overhead, words) = if cfg.local_ip6 != [0; 16] {
-        (vtep_common::outer6::ENCAP6_LEN, "VXLAN over IPv6's 70 bytes")
+        (
+            vtep_common::outer6::ENCAP6_LEN,
+            "VXLAN over IPv6's 70 bytes",
+        )
     } else {
         (vtep_common::wire::ENCAP_LEN, "VXLAN's 50 bytes")
     };
