@@ -21,7 +21,7 @@ use vtep_common::{
 use crate::{
     csum,
     encap::{self, NextHop, Route, Tunnel, AF_INET6},
-    maps::{FIB_SCRATCH, SUM_SCRATCH},
+    maps::{FIB_SCRATCH, OUTER6_SCRATCH, SUM_SCRATCH},
 };
 
 /// The one's-complement sum of the inner frame (its Ethernet header as the tunnel will
@@ -108,7 +108,13 @@ pub fn address_unicast(
 #[inline(never)]
 pub fn address(ctx: &TcContext, cfg: &Config, t: &Tunnel, to: &To6) -> bool {
     let (macs, inner) = (to.macs, to.inner);
-    let o = Outer6 {
+    // Built in per-CPU scratch, not on the stack: this frame stacks on a flood callback's,
+    // on the flood walk's, on the port program's (512 bytes in all).
+    let Some(slot) = OUTER6_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    let o = unsafe { &mut *slot };
+    *o = Outer6 {
         dst_mac: macs.0,
         src_mac: macs.1,
         src_ip: cfg.local_ip6,
@@ -124,9 +130,9 @@ pub fn address(ctx: &TcContext, cfg: &Config, t: &Tunnel, to: &To6) -> bool {
     let csum = if cfg.udp6_zero_csum_tx != 0 {
         0
     } else {
-        outer6::udp6_checksum(&o, inner)
+        outer6::udp6_checksum(o, inner)
     };
-    let write = |h: &mut [u8; ENCAP6_LEN]| outer6::write_outer6(h, &o, csum);
+    let write = |h: &mut [u8; ENCAP6_LEN]| outer6::write_outer6(h, o, csum);
     match t.tags.n {
         0 => encap::write_head::<{ ENCAP6_LEN + ETH_LEN }, ENCAP6_LEN>(ctx, write, t),
         1 => encap::write_head::<{ ENCAP6_LEN + ETH_LEN + VLAN_LEN }, ENCAP6_LEN>(ctx, write, t),

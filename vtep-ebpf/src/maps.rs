@@ -71,6 +71,11 @@ pub static FIB_SCRATCH: PerCpuArray<aya_ebpf::bindings::bpf_fib_lookup> =
 #[map(name = "VTEP_SUM")]
 pub static SUM_SCRATCH: PerCpuArray<[u8; 512]> = PerCpuArray::with_max_entries(1, 0);
 
+/// Scratch space for a copy's outer IPv6 headers (see encap6::address). Not pinned either.
+#[map(name = "VTEP_OUTER6")]
+pub static OUTER6_SCRATCH: PerCpuArray<vtep_common::outer6::Outer6> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// 1 while a `vtep monitor` reads MISSES: without one, the data path writes nothing.
 #[map(name = "VTEP_MISS_READ")]
 pub static MISS_READER: Array<u32> = Array::pinned(1, 0);
