@@ -40,6 +40,18 @@ pub mod map_name {
     pub const MISSES: &str = "VTEP_MISSES";
     pub const MISS_READER: &str = "VTEP_MISS_READ";
     pub const MISS_SEEN: &str = "VTEP_MISS_SEEN";
+    pub const TAILS: &str = "VTEP_TAILS";
+}
+
+/// The programs the port program tail-calls, by their slot in `map_name::TAILS`.
+pub mod tail {
+    /// Floods a frame to its VNI's other ports and flood list.
+    pub const FLOOD: u32 = 0;
+    /// Encapsulates a frame towards one IPv6 VTEP.
+    pub const UNICAST6: u32 = 1;
+    pub const SLOTS: u32 = 2;
+    /// The programs' names in the object, by slot.
+    pub const PROGRAMS: [&str; SLOTS as usize] = ["vtep_flood", "vtep_unicast6"];
 }
 
 /// Map capacities. The FDB is allocated on demand (BPF_F_NO_PREALLOC), so a large limit

@@ -20,7 +20,7 @@ use vtep_common::{
     counter, ecn,
     outer6::ENCAP6_LEN,
     wire::{self, ENCAP_LEN, ETH_LEN, ETH_P_IP, ETH_P_IPV6, MAX_VLAN_TAGS, VLAN_LEN},
-    Addr, Config, Remote, REFLECT_MARK,
+    Config, Remote, REFLECT_MARK,
 };
 
 use crate::{
@@ -50,15 +50,6 @@ pub enum Family {
 }
 
 impl Family {
-    #[inline(always)]
-    pub fn of(ip: &Addr) -> Self {
-        if ip.is_v4() {
-            Family::V4
-        } else {
-            Family::V6
-        }
-    }
-
     /// Outer headers, Ethernet included.
     #[inline(always)]
     pub const fn overhead(self) -> usize {
@@ -291,7 +282,8 @@ impl NextHop {
     }
 }
 
-/// Unicast from port `from` to one remote VTEP. The frame is encapsulated and handed to the
+/// Unicast from port `from` to one remote VTEP of `family` (a constant where inlined, so
+/// each program holds only its family's path). The frame is encapsulated and handed to the
 /// underlay (`encap`), answered with ICMP when too big (`icmp_too_big`), or dropped
 /// with the reason; the caller counts the verdict.
 #[inline(always)]
@@ -299,17 +291,19 @@ pub fn unicast(
     ctx: &TcContext,
     cfg: &Config,
     to: &Remote,
+    family: Family,
     vni: u32,
     from: u32,
     eth: &[u8; ETH_LEN],
 ) -> Verdict<i32> {
-    let family = Family::of(&to.ip);
+    let a = &to.ip.0;
+    let v4 = [a[12], a[13], a[14], a[15]];
     if let Some(limit) = mtu::exceeded(ctx, cfg, eth, family.overhead()) {
         return mtu::answer(ctx, from, eth, limit);
     }
-    let hop = match to.ip.v4_octets() {
-        Some(ip) => next_hop(ctx, cfg, ip),
-        None => encap6::next_hop(ctx, cfg, &to.ip.0),
+    let hop = match family {
+        Family::V4 => next_hop(ctx, cfg, v4),
+        Family::V6 => encap6::next_hop(ctx, cfg, a),
     };
     let Some(hop) = hop else {
         return drop(counter::DROP_NO_ROUTE);
@@ -321,9 +315,9 @@ pub fn unicast(
     // Read after `open`: taking the tags out can change skb->protocol.
     let routable = ctx.skb.protocol() == family.ethertype().to_be() as u32;
     let macs = (hop.dst_mac, hop.src_mac);
-    let written = match to.ip.v4_octets() {
-        Some(ip) => address(ctx, cfg, &tunnel, ip, to.port, macs),
-        None => encap6::address_unicast(ctx, cfg, &tunnel, to, &macs),
+    let written = match family {
+        Family::V4 => address(ctx, cfg, &tunnel, v4, to.port, macs),
+        Family::V6 => encap6::address_unicast(ctx, cfg, &tunnel, to, &macs),
     };
     if !written {
         return drop(counter::DROP_ENCAP_FAIL);
@@ -333,7 +327,6 @@ pub fn unicast(
         Route::OnLink if routable => {
             count(counter::NEIGH_RESOLVE);
             // Every byte set by value: mem::zeroed() becomes a byte-loop memset call here.
-            let a = to.ip.0;
             let word = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
             let mut nh = match family {
                 Family::V4 => RedirNeigh {

@@ -31,10 +31,24 @@ use crate::{
 /// (`outer6::inner`): exact whether the stack already filled it in or leaves it to
 /// the NIC (CHECKSUM_PARTIAL, which a TC program cannot see: the __sk_buff has neither
 /// ip_summed nor csum_start), because a correct L4 region sums to the same either way.
-/// Other frames are summed byte by byte. Not inlined, like `address`: verified once, not
-/// once per caller and tag count.
-#[inline(never)]
+/// Other frames are summed byte by byte.
+#[inline(always)]
 pub fn inner_sum(ctx: &TcContext, cfg: &Config, t: &Tunnel) -> Option<u32> {
+    let mut whole_from = 0;
+    let head = head_sum(ctx, cfg, t, &mut whole_from)?;
+    if whole_from == 0 {
+        return Some(head);
+    }
+    // Called from here, not from `head_sum`: each level of calls adds its frame to the
+    // 512 bytes of stack a call chain may use.
+    csum::sum_from(ctx, whole_from).map(|s| head + s)
+}
+
+/// The sum of what `inner_sum` needs short of a whole frame's bytes; for a frame summed
+/// whole, also the offset its bytes start at (`whole_from`). Not inlined: its spills would
+/// crowd the caller's frame.
+#[inline(never)]
+fn head_sum(ctx: &TcContext, cfg: &Config, t: &Tunnel, whole_from: &mut u32) -> Option<u32> {
     if cfg.udp6_zero_csum_tx != 0 {
         return Some(0);
     }
@@ -70,7 +84,10 @@ pub fn inner_sum(ctx: &TcContext, cfg: &Config, t: &Tunnel) -> Option<u32> {
         Inner::Headers { l4, .. } => Some(outer6::sum16(l3, head + l4)),
         // A super-packet's bytes are not what goes out: its checksum is a template anyway.
         Inner::Whole if unsafe { (*ctx.skb.skb).gso_size } != 0 => Some(head),
-        Inner::Whole => csum::sum_from(ctx, l3_off as u32).map(|s| head + s),
+        Inner::Whole => {
+            *whole_from = l3_off as u32;
+            Some(head)
+        }
     }
 }
 
@@ -84,7 +101,7 @@ pub struct To6 {
 }
 
 /// `address` for a unicast frame, which sums its inner frame first. Not inlined: the sum
-/// and `To6` would crowd the port program's frame, on which flood's callbacks stack.
+/// and `To6` would crowd `vtep_unicast6`'s frame, on which the sum's calls stack.
 #[inline(never)]
 pub fn address_unicast(
     ctx: &TcContext,

@@ -145,7 +145,7 @@ fn first(cfg: &Config) -> Family {
 /// in the CPU's backlog (netdev_max_backlog, 1,000 by default) until this program returns.
 /// Not inlined: its tunnel and walk would crowd the port program's stack frame, which
 /// the walk's callbacks stack on.
-#[inline(never)]
+#[inline(always)]
 fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, eth: &[u8; ETH_LEN]) {
     let first = first(cfg);
     // Judged before growing: IPv6 copies need 20 bytes more than IPv4 ones.
@@ -184,7 +184,7 @@ fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, eth: &[u8; ETH_LEN]
 
 /// The second walk of a list holding both families: grown for IPv6, to its IPv6 VTEPs.
 /// Not inlined: verified once, not once per caller of `from_port`.
-#[inline(never)]
+#[inline(always)]
 fn then_ipv6(ctx: &TcContext, walk: &mut VtepWalk, len: u32) {
     let (cfg, tunnel) = unsafe { (&*walk.cfg, &*walk.tunnel) };
     match grow6(ctx)

@@ -1,7 +1,8 @@
 //! vtep data path: a VXLAN tunnel endpoint in two programs.
 //!
 //! * `vtep_port` (TC ingress on the host side of every container veth): proxy ARP, local
-//!   switching, encapsulation towards remote VTEPs, flooding and miss events.
+//!   switching, encapsulation towards remote VTEPs and miss events; it tail-calls
+//!   `vtep_flood` to flood and `vtep_unicast6` to encapsulate over IPv6 (`tail`).
 //! * `vtep_underlay_tc` (TC ingress on the underlay device, optionally behind
 //!   `vtep_underlay_xdp`): decapsulation into local ports and learning; anything else goes
 //!   on to the host untouched.
@@ -22,6 +23,7 @@ mod mtu;
 mod nd;
 mod port;
 mod stats;
+mod tail;
 mod vlan;
 
 use aya_ebpf::{
@@ -32,6 +34,16 @@ use aya_ebpf::{
 #[classifier]
 pub fn vtep_port(ctx: TcContext) -> i32 {
     port::ingress(&ctx)
+}
+
+#[classifier]
+pub fn vtep_flood(ctx: TcContext) -> i32 {
+    tail::flood(&ctx)
+}
+
+#[classifier]
+pub fn vtep_unicast6(ctx: TcContext) -> i32 {
+    tail::unicast6(&ctx)
 }
 
 #[xdp]

@@ -4,10 +4,10 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use vtep_common::{
-    counter, Config, FdbEntry, IpVni, MacVni, Miss, NeighEntry, Port, Remote, Slot, VniLists,
+    counter, tail, Config, FdbEntry, IpVni, MacVni, Miss, NeighEntry, Port, Remote, Slot, VniLists,
     DEFAULT_MAX_LEARNED, MAX_FDB, MAX_FLOOD_SLOTS, MAX_NEIGH, MAX_PEERS, MAX_PORTS, MAX_VNIS,
     MISSES_BYTES, MISS_SEEN_ENTRIES,
 };
@@ -83,3 +83,12 @@ pub static MISS_READER: Array<u32> = Array::pinned(1, 0);
 /// Miss (without its port) -> when it was last reported, for the rate limit.
 #[map(name = "VTEP_MISS_SEEN")]
 pub static MISS_SEEN: LruHashMap<Miss, u64> = LruHashMap::pinned(MISS_SEEN_ENTRIES, 0);
+
+/// The programs the port program hands frames on to (`vtep_common::tail`). Pinned: a
+/// program array empties when no file or process holds it any more.
+#[map(name = "VTEP_TAILS")]
+pub static TAILS: ProgramArray = ProgramArray::pinned(tail::SLOTS, 0);
+
+/// What the port program decided about a frame it hands on (see `tail`). Not pinned.
+#[map(name = "VTEP_HANDOFF")]
+pub static HANDOFF: PerCpuArray<crate::tail::Handoff> = PerCpuArray::with_max_entries(1, 0);

@@ -9,15 +9,19 @@ use vtep_common::{
 };
 
 use crate::{
-    encap, fdb, flood, head,
+    encap::{self, Family},
+    fdb, head,
     maps::{CONFIG, FDB, LOCAL, NEIGH, PORTS},
     miss,
     nd::{self, owns, Nd},
     stats::{drop, Verdict},
-    vlan,
+    tail, vlan,
 };
 
-/// The port's verdict on a frame it sent, counted once.
+/// The port's verdict on a frame it sent, counted once (here, or by the program it hands
+/// the frame on to). Inlined: a tail call from a BPF function would cap the frames under it
+/// at 256 bytes.
+#[inline(always)]
 pub fn ingress(ctx: &TcContext) -> i32 {
     verdict(ctx).finish()
 }
@@ -41,8 +45,8 @@ fn verdict(ctx: &TcContext) -> Verdict<i32> {
         return drop(counter::DROP_SPOOF);
     }
 
-    // One call each of `encap::unicast` and `flood::from_port`, however the frame got
-    // there: each is inlined, and every copy costs the verifier its whole exploration.
+    // One call of `encap::unicast` however the frame got there: it is inlined, and every
+    // copy costs the verifier its whole exploration.
     let reason = 'flood: {
         let ty = u16::from_be_bytes([eth[12], eth[13]]);
         if ty == ETH_P_IPV6 {
@@ -91,12 +95,16 @@ fn verdict(ctx: &TcContext) -> Verdict<i32> {
             }
         };
         if let Some(entry) = remote {
-            return encap::unicast(ctx, cfg, &Remote::of(&entry), vni, ifindex, &eth);
+            let to = Remote::of(&entry);
+            if !to.ip.is_v4() {
+                return tail::to_unicast6(ctx, vni, &to);
+            }
+            return encap::unicast(ctx, cfg, &to, Family::V4, vni, ifindex, &eth);
         }
         miss::fdb(vni, ifindex, dst);
         counter::DROP_NO_FDB
     };
-    flood::from_port(ctx, cfg, vni, ifindex, &eth, reason)
+    tail::to_flood(ctx, vni, reason)
 }
 
 /// A port may only send with its own MAC, and IPv4, ARP and IPv6 only from its own

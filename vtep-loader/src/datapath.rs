@@ -22,7 +22,7 @@ use std::{
 use anyhow::{Context, Result};
 use aya::{
     include_bytes_aligned,
-    maps::{Array, MapData},
+    maps::{Array, MapData, ProgramArray},
     programs::{
         links::{FdLink, LinkOrder, PinnedLink},
         tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle},
@@ -31,7 +31,7 @@ use aya::{
     },
     Ebpf, EbpfLoader, Pod,
 };
-use vtep_common::{map_name, Config};
+use vtep_common::{map_name, tail, Config};
 
 /// The compiled eBPF object (built by build.rs through aya-build).
 pub static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vtep"));
@@ -109,6 +109,27 @@ pub fn tc_program<'a>(
     replace_pin(pin)?;
     prog.pin(pin).with_context(|| format!("pinning {name}"))?;
     Ok(prog)
+}
+
+/// Verifies the programs the port program tail-calls and puts each in its slot of the
+/// (pinned) program array, where a running port program finds it at once.
+pub fn tail_programs(ebpf: &mut Ebpf) -> Result<()> {
+    let mut fds = Vec::new();
+    for name in tail::PROGRAMS {
+        let prog = tc(ebpf, name)?;
+        prog.load().with_context(|| format!("verifying {name}"))?;
+        fds.push(prog.fd()?.try_clone()?);
+    }
+    let map = ebpf
+        .map_mut(map_name::TAILS)
+        .context("the program array is missing from the object")?;
+    let mut tails = ProgramArray::try_from(map)?;
+    for (slot, fd) in (0..).zip(&fds) {
+        tails
+            .set(slot, fd, 0)
+            .context("filling the program array")?;
+    }
+    Ok(())
 }
 
 pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, pin: &Path) -> Result<&'a mut Xdp> {

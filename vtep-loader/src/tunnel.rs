@@ -250,6 +250,7 @@ fn attach(
         datapath::xdp_program(&mut ebpf, &pins.underlay_xdp_program())?;
     }
     datapath::set_config(&mut ebpf, cfg)?;
+    datapath::tail_programs(&mut ebpf)?;
     // TC is always there: it decapsulates (behind XDP, what XDP passes on) and finishes the
     // frames the port program routes through the underlay's ingress.
     let underlay_tc = datapath::tc(&mut ebpf, datapath::UNDERLAY_TC_PROGRAM)?;
