@@ -81,7 +81,7 @@ fn the_kernel_vxlan_over_ipv6_accepts_what_vtep_sends_and_tshark_finds_it_valid(
     for f in &frames {
         assert_eq!(&f[..3], ["2001:db8::2", "2001:db8::3", "17"], "{f:?}");
         assert_ne!(f[3], "0x00000", "flow label set: {f:?}");
-        assert_eq!(f[4], "2", "tshark: UDP checksum good (2): {f:?}");
+        assert_eq!(f[4], "1", "tshark: UDP checksum good (1): {f:?}");
         assert_eq!((f[5].as_str(), f[6].as_str()), ("42", "8"), "{f:?}");
     }
     // One flow, one label (the kernel's ip6_make_flowlabel: stable per flow).
@@ -205,9 +205,11 @@ fn a_dual_host_floods_one_copy_per_family_and_reaches_either() -> Result<()> {
             "frame.protocols",
         ],
     )?;
+    // A copy whose next hop the FIB did not know is seen twice: on its detour through
+    // eth1's ingress with no outer MACs yet, then going out. Only the latter counts.
     let sent: Vec<&Vec<String>> = frames
         .iter()
-        .filter(|f| f[4].ends_with("ff:ff:ff:ff:ff:ff"))
+        .filter(|f| f[4].ends_with("ff:ff:ff:ff:ff:ff") && !f[4].starts_with("00:00:00:00:00:00"))
         .collect();
     for (what, proto) in [
         ("ICMP broadcast", ":vxlan:eth:ethertype:ip:icmp"),
@@ -216,11 +218,11 @@ fn a_dual_host_floods_one_copy_per_family_and_reaches_either() -> Result<()> {
         let copies: Vec<_> = sent.iter().filter(|f| f[5].contains(proto)).collect();
         assert_eq!(copies.len(), 2, "{what}: {frames:?}");
         assert!(
-            copies.iter().any(|f| f[0] == "192.168.104.3"),
+            copies.iter().any(|f| f[0].split(',').next() == Some("192.168.104.3")),
             "{what} over IPv4: {copies:?}"
         );
         assert!(
-            copies.iter().any(|f| f[1] == "2001:db8::3" && f[2] == "2"),
+            copies.iter().any(|f| f[1] == "2001:db8::3" && f[2] == "1"),
             "{what} over IPv6 with a good checksum: {copies:?}"
         );
         assert!(copies.iter().all(|f| f[3] == "42"), "{copies:?}");
@@ -275,6 +277,12 @@ fn vxlan_over_ipv6_leaves_1430_bytes_and_too_big_frames_learn_it() -> Result<()>
     run(
         "ip",
         &["-n", &h1.container, "link", "set", "eth0", "mtu", "1450"],
+    )?;
+    // The kernel peer's container, sized for its IPv6 tunnel too, takes the replies.
+    run("ip", &["-n", &h2.ns, "link", "set", "veth1", "mtu", "1450"])?;
+    run(
+        "ip",
+        &["-n", &h2.container, "link", "set", "eth0", "mtu", "1450"],
     )?;
     let big_ping = || -> Result<String> {
         let out = output(
