@@ -316,7 +316,12 @@ impl Testbed {
     /// The reference scenario with IPv6 inside too: containers fd00:12::2/64 and
     /// fd00:12::3/64 beside their IPv4 addresses, neighbour entries for both (vtep stacks).
     pub fn dual_stack(tag: &str, stacks: [Stack; 2]) -> Result<Self> {
-        let bed = Self::underlay(tag, stacks.to_vec())?;
+        Self::dual_stack_on(tag, stacks, Underlay::V4)
+    }
+
+    /// The same on an underlay of `underlay`'s families.
+    pub fn dual_stack_on(tag: &str, stacks: [Stack; 2], underlay: Underlay) -> Result<Self> {
+        let bed = Self::underlay_on(tag, stacks.to_vec(), underlay)?;
         let (h1, h2) = (bed.c1(), bed.c2());
         h1.dual_stack_entries(h2)?;
         h2.dual_stack_entries(h1)?;

@@ -218,7 +218,9 @@ fn a_dual_host_floods_one_copy_per_family_and_reaches_either() -> Result<()> {
         let copies: Vec<_> = sent.iter().filter(|f| f[5].contains(proto)).collect();
         assert_eq!(copies.len(), 2, "{what}: {frames:?}");
         assert!(
-            copies.iter().any(|f| f[0].split(',').next() == Some("192.168.104.3")),
+            copies
+                .iter()
+                .any(|f| f[0].split(',').next() == Some("192.168.104.3")),
             "{what} over IPv4: {copies:?}"
         );
         assert!(
@@ -324,5 +326,119 @@ fn vxlan_over_ipv6_leaves_1430_bytes_and_too_big_frames_learn_it() -> Result<()>
         ping(&h1.container, &h2.container_ip, 1)?,
         "smaller frames pass"
     );
+    Ok(())
+}
+
+/// Both ends vtep on an IPv6-only underlay: both inner families ping both ways, every frame
+/// on the wire is VXLAN over IPv6 with a good checksum, and TCP of both inner families keeps
+/// GSO both ways.
+#[test]
+fn vtep_to_vtep_over_an_ipv6_underlay_carries_both_inner_families() -> Result<()> {
+    let bed = Testbed::dual_stack_on(
+        &unique_tag("vv6"),
+        [Stack::vtep(), Stack::vtep()],
+        Underlay::V6,
+    )?;
+    let (c1, c2) = (bed.c1(), bed.c2());
+    let wire = Capture::start(&c1.ns, "eth1", "udp port 4789")?;
+    for (a, b) in [(c1, c2), (c2, c1)] {
+        for dst in [b.container_ip.clone(), b.container_ip6()] {
+            assert!(ping(&a.container, &dst, 2)?, "{} -> {dst}", a.container);
+        }
+    }
+    let frames = dissect(
+        wire,
+        &["ipv6.src", "ipv6.dst", "udp.checksum.status", "vxlan.vni"],
+    )?;
+    assert!(frames.len() >= 16, "4 pings of 2, both ways: {frames:?}");
+    let vteps = ["2001:db8::2", "2001:db8::3"];
+    for f in &frames {
+        let (src, dst) = (f[0].split(',').next(), f[1].split(',').next());
+        assert!(
+            vteps.map(Some).contains(&src) && vteps.map(Some).contains(&dst) && src != dst,
+            "{f:?}"
+        );
+        assert_eq!((f[2].as_str(), f[3].as_str()), ("1", "42"), "{f:?}");
+    }
+    for (a, b) in [(c1, c2), (c2, c1)] {
+        for dst in [b.container_ip.clone(), b.container_ip6()] {
+            let r = iperf::tcp(&a.container, &b.container, &dst, 3, 1)?;
+            eprintln!(
+                "vtep -> vtep over IPv6, to {dst}: {:.2} Gbit/s, {} retransmits ({:.3}%)",
+                r.gbits,
+                r.retransmits,
+                100.0 * r.retransmit_ratio()
+            );
+            assert!(r.gbits > 1.0, "to {dst}: {:.2} Gbit/s", r.gbits);
+            assert!(r.retransmit_ratio() < 0.01, "to {dst}: {r:?}");
+        }
+    }
+    Ok(())
+}
+
+/// A flood list of IPv6 VTEPs is all two vtep hosts need: ARP and neighbour solicitations
+/// go over IPv6 to the list, and each side learns the other's MAC behind its IPv6 address.
+#[test]
+fn a_flood_list_of_ipv6_vteps_alone_resolves_and_learns() -> Result<()> {
+    let bed = Testbed::underlay_on(
+        &unique_tag("fl6"),
+        vec![Stack::vtep(), Stack::vtep()],
+        Underlay::V6,
+    )?;
+    let (h1, h2) = (bed.c1(), bed.c2());
+    for (h, p) in [(h1, h2), (h2, h1)] {
+        let v4 = format!("{}/24", h.container_ip);
+        let v6 = format!("{}/64", h.container_ip6());
+        h.port_with(&h.container, &h.mac, &[&v4, &v6], 42)?;
+        h.vtep(&[
+            "fdb",
+            "append",
+            "00:00:00:00:00:00",
+            "dst",
+            &p.ip6,
+            "vni",
+            "42",
+        ])?;
+    }
+    assert!(ping(&h1.container, &h2.container_ip, 2)?, "over ARP");
+    assert!(ping(&h1.container, &h2.container_ip6(), 2)?, "over ND");
+    let fdb = h1.vtep(&["fdb", "show"])?;
+    assert!(
+        fdb.lines()
+            .any(|l| l.starts_with(h2.mac.as_str()) && l.contains("dst 2001:db8::3")),
+        "learned behind the IPv6 VTEP: {fdb}"
+    );
+    assert!(h1.counter("flood_remote")? >= 1);
+    Ok(())
+}
+
+/// vtep and the kernel's vxlan on an IPv6-only underlay: TCP both ways keeps GSO, and
+/// neither receiver counts a bad outer checksum.
+#[test]
+fn tcp_both_ways_with_a_kernel_vxlan_on_an_ipv6_underlay() -> Result<()> {
+    let bed = Testbed::new_on(
+        &unique_tag("k6"),
+        [Stack::vtep(), Stack::Kernel],
+        Underlay::V6,
+    )?;
+    let (h1, h2) = (bed.c1(), bed.c2());
+    let errors = (snmp6(h2, "Udp6InCsumErrors")?, rx_errors(h2, "vxlan1")?);
+    let dropped = h1.counter("pass_bad_vxlan")?;
+    for (a, b, what) in [(h1, h2, "vtep -> kernel"), (h2, h1, "kernel -> vtep")] {
+        let r = iperf::tcp(&a.container, &b.container, &b.container_ip, 3, 1)?;
+        eprintln!(
+            "{what} over IPv6: {:.2} Gbit/s, {} retransmits ({:.3}%)",
+            r.gbits,
+            r.retransmits,
+            100.0 * r.retransmit_ratio()
+        );
+        assert!(r.gbits > 1.0, "{what}: {:.2} Gbit/s", r.gbits);
+        assert!(r.retransmit_ratio() < 0.01, "{what}: {r:?}");
+    }
+    assert_eq!(
+        (snmp6(h2, "Udp6InCsumErrors")?, rx_errors(h2, "vxlan1")?),
+        errors
+    );
+    assert_eq!(h1.counter("pass_bad_vxlan")?, dropped);
     Ok(())
 }
