@@ -797,3 +797,402 @@ fn hostile_ipv6_from_a_port_is_answered_dropped_or_forwarded_as_the_model_says()
     });
     result.map_err(|e| anyhow::anyhow!("{e}"))
 }
+
+/// The VTEP addresses of the IPv6 underlay: host 1 (under test) and host 2.
+const LOCAL_IP6: &str = "2001:db8::2";
+const REMOTE_IP6: &str = "2001:db8::3";
+
+/// The one's-complement sum of `bytes` (an odd last byte padded with zero), folded.
+fn sum(bytes: &[u8]) -> u16 {
+    !inject::checksum(&[bytes, &[0][..bytes.len() % 2]].concat())
+}
+
+/// The IPv6 pseudo-header of the outer UDP datagram of `f`, for a UDP length `len`.
+fn pseudo6(f: &[u8], len: usize, proto: u8) -> Vec<u8> {
+    [
+        &f[22..54],
+        &(len as u32).to_be_bytes()[..],
+        &[0, 0, 0, proto],
+    ]
+    .concat()
+}
+
+/// Whether the inner packet's own L4 checksum holds: None when it has none the receiving
+/// stack would check (not IPv4 without options and unfragmented, or IPv6, carrying TCP,
+/// UDP with a checksum, ICMP or ICMPv6), or when fewer than 40 bytes follow its Ethernet
+/// header; false when the packet is shorter than its IP length says.
+fn inner_l4_ok(inner: &[u8]) -> Option<bool> {
+    if inner.len() < 14 + 40 {
+        return None;
+    }
+    let ip = &inner[14..];
+    let be16 = |o: usize| u16::from_be_bytes([ip[o], ip[o + 1]]) as usize;
+    let (start, len, proto, addrs) = match u16::from_be_bytes([inner[12], inner[13]]) {
+        0x0800 if ip[0] == 0x45 && be16(6) & 0x3fff == 0 => {
+            (20, be16(2).checked_sub(20)?, ip[9], &ip[12..20])
+        }
+        0x86dd if ip[0] >> 4 == 6 => (40, be16(4), ip[6], &ip[8..40]),
+        _ => return None,
+    };
+    let v4 = start == 20;
+    match proto {
+        1 if v4 => {}
+        6 | 58 => {}
+        17 if !v4 || be16(26) != 0 => {}
+        _ => return None,
+    }
+    let Some(l4) = ip.get(start..start + len) else {
+        return Some(false);
+    };
+    if proto == 1 {
+        return Some(sum(l4) == 0xffff);
+    }
+    let pseudo = [
+        addrs,
+        &(len as u32).to_be_bytes()[..],
+        &[0, 0, 0, proto],
+        l4,
+    ]
+    .concat();
+    Some(sum(&pseudo) == 0xffff)
+}
+
+/// RFC 7348 over IPv6 (RFC 8200: a UDP checksum; RFC 6936: a zero one refused, as the
+/// kernel's vxlan does without `udp6zerocsumrx`), as a receiver of frames for 2001:db8::2
+/// takes them; and whether passing the frame to the host is as good as the verdict. It is
+/// when the inner packet's own checksum fails, which the receiving stack checks: the data
+/// path lets the inner checksum vouch for the inner L4 region, as the kernel's senders
+/// compute the outer one (local checksum offload), so it may take a frame whose outer
+/// checksum fails there, or refuse one whose outer checksum was made to fit.
+fn model_outer6(f: &[u8]) -> (Expect, bool) {
+    use vtep_testbed::ipv6::ip6;
+    let be16 = |o: usize| u16::from_be_bytes([f[o], f[o + 1]]) as usize;
+    if f.len() < 14 + 40 + 16 + 14
+        || be16(12) != 0x86dd
+        || f[14] >> 4 != 6
+        || f[20] != 17
+        || f[38..54] != ip6(LOCAL_IP6)
+        || be16(56) != 4789
+    {
+        return (Expect::Pass, false);
+    }
+    let plen = be16(18);
+    let well_formed = f[22] != 0xff
+        && f[22..38].iter().any(|&b| b != 0)
+        && plen >= 16 + 34
+        && 54 + plen <= f.len()
+        && be16(58) == plen
+        && f[62] == 0x08
+        && f[63..66] == [0, 0, 0]
+        && f[69] == 0
+        && be16(60) != 0;
+    if !well_formed {
+        return (Expect::Pass, false);
+    }
+    let udp = &f[54..54 + plen];
+    let verifies = sum(&[&pseudo6(f, plen, 17)[..], udp].concat()) == 0xffff;
+    // Left to offload by a sender on the same machine: only the pseudo-header's sum.
+    let offloaded = be16(60) as u16 == sum(&pseudo6(f, plen, 17));
+    let inner = &udp[16..];
+    let inner_bad = inner_l4_ok(inner) == Some(false);
+    if !verifies && !offloaded {
+        return (Expect::Pass, inner_bad);
+    }
+    let vni = u32::from_be_bytes([0, f[66], f[67], f[68]]);
+    let dst: [u8; 6] = inner[..6].try_into().unwrap();
+    let expect = if dst[0] & 1 == 1 {
+        if PORTS.iter().any(|(v, _)| *v == vni) {
+            Expect::Flood
+        } else {
+            Expect::Pass
+        }
+    } else if PORTS.contains(&(vni, dst)) {
+        let tclass = (f[14] & 0x0f) << 4 | f[15] >> 4;
+        ecn(tclass, inner.to_vec()).map_or(Expect::Drop, Expect::Deliver)
+    } else {
+        Expect::Pass
+    };
+    (expect, inner_bad)
+}
+
+/// Inner frames for VXLAN over IPv6: without an L4 checksum (summed whole by the data
+/// path), IPv4 ICMP and ICMPv6 (whose own checksum stands in for their payload).
+fn inner6(dst: [u8; 6], kind: u8, tos: u8, payload: &[u8]) -> Vec<u8> {
+    use vtep_testbed::ipv6::{echo_msg, icmp6, ip6};
+    let src = [2, 0x42, 0xc0, 0xa8, 0, 3];
+    match kind {
+        0 => inject::junk_frame(dst, src, payload),
+        1 => inject::icmp_echo(dst, src, [12, 12, 12, 3], [12, 12, 12, 10], tos),
+        _ => {
+            let mut f = icmp6(
+                dst,
+                src,
+                ip6("fd00:12::3"),
+                ip6("fd00:12::10"),
+                64,
+                &echo_msg(payload.first().copied().unwrap_or(1)),
+            );
+            f[14] = 0x60 | tos >> 4;
+            f[15] = tos << 4;
+            f
+        }
+    }
+}
+
+/// `inner` as VXLAN in `vni` from 2001:db8::3 to this VTEP, its UDP checksum valid.
+fn vxlan6(vni: u32, inner: &[u8]) -> Vec<u8> {
+    use vtep_testbed::ipv6::ip6;
+    let plen = (16 + inner.len()) as u16;
+    let mut f = [&[0xaa; 6][..], &[0x0e, 0, 0, 0, 0, 3], &[0x86, 0xdd]].concat();
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&plen.to_be_bytes());
+    f.extend_from_slice(&[17, 64]);
+    f.extend_from_slice(&ip6(REMOTE_IP6));
+    f.extend_from_slice(&ip6(LOCAL_IP6));
+    f.extend_from_slice(&50000u16.to_be_bytes());
+    f.extend_from_slice(&4789u16.to_be_bytes());
+    f.extend_from_slice(&plen.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0x08, 0, 0, 0]);
+    f.extend_from_slice(&(vni << 8).to_be_bytes());
+    f.extend_from_slice(inner);
+    fix_csum6(&mut f);
+    f
+}
+
+/// Recomputes the outer UDP checksum over the datagram the UDP length names, when the
+/// frame holds it.
+fn fix_csum6(f: &mut [u8]) {
+    let len = u16::from_be_bytes([f[58], f[59]]) as usize;
+    if len < 8 || f.len() < 54 + len {
+        return;
+    }
+    f[60..62].fill(0);
+    let c = match !sum(&[&pseudo6(f, len, 17)[..], &f[54..54 + len]].concat()) {
+        0 => 0xffff,
+        c => c,
+    };
+    f[60..62].copy_from_slice(&c.to_be_bytes());
+}
+
+#[derive(Clone, Debug)]
+enum Outer6Mutation {
+    None,
+    Truncate(usize),
+    /// A flipped byte, the checksum left as it was.
+    Flip(usize, u8),
+    /// A flipped byte, the checksum made to fit again: the other checks alone.
+    FlipValid(usize, u8),
+    /// A hop-by-hop header between the IPv6 and UDP headers, lengths and checksum kept
+    /// valid.
+    HopByHop,
+    UdpPort(u16),
+    Flags(u8),
+    ReservedVni(u8),
+    ZeroChecksum,
+    /// The checksum field holding only the pseudo-header's sum.
+    Offloaded,
+    /// Another payload length or UDP length.
+    Length(bool, u16),
+    /// Outer and inner ECN fields.
+    Ecn(u8, u8),
+    Padding(usize),
+}
+
+fn apply_outer6(mut f: Vec<u8>, m: &Outer6Mutation) -> Vec<u8> {
+    match *m {
+        Outer6Mutation::None => {}
+        Outer6Mutation::Truncate(n) => f.truncate(n.max(14)),
+        Outer6Mutation::Flip(o, b) => {
+            if let Some(x) = f.get_mut(o) {
+                *x ^= b;
+            }
+        }
+        Outer6Mutation::FlipValid(o, b) => {
+            if let Some(x) = f.get_mut(o) {
+                *x ^= b;
+            }
+            fix_csum6(&mut f);
+        }
+        Outer6Mutation::HopByHop => {
+            f.splice(54..54, [17, 0, 1, 4, 0, 0, 0, 0]);
+            f[20] = 0;
+            let plen = u16::from_be_bytes([f[18], f[19]]) + 8;
+            f[18..20].copy_from_slice(&plen.to_be_bytes());
+            let mut datagram = f[..54].to_vec();
+            datagram.extend_from_slice(&f[62..]);
+            fix_csum6(&mut datagram);
+            f[62 + 6..62 + 8].copy_from_slice(&datagram[60..62]);
+        }
+        Outer6Mutation::UdpPort(p) => {
+            f[56..58].copy_from_slice(&p.to_be_bytes());
+            fix_csum6(&mut f);
+        }
+        Outer6Mutation::Flags(b) => {
+            f[62] = b;
+            fix_csum6(&mut f);
+        }
+        Outer6Mutation::ReservedVni(b) => {
+            f[69] = b;
+            fix_csum6(&mut f);
+        }
+        Outer6Mutation::ZeroChecksum => f[60..62].fill(0),
+        Outer6Mutation::Offloaded => {
+            let len = u16::from_be_bytes([f[58], f[59]]) as usize;
+            let c = sum(&pseudo6(&f, len, 17));
+            f[60..62].copy_from_slice(&c.to_be_bytes());
+        }
+        Outer6Mutation::Length(udp, n) => {
+            let at = if udp { 58 } else { 18 };
+            f[at..at + 2].copy_from_slice(&n.to_be_bytes());
+        }
+        Outer6Mutation::Ecn(outer, inner) => {
+            f[15] = (f[15] & !0x30) | outer << 4;
+            // The inner DS field: IPv4's second byte, or IPv6's traffic class.
+            match u16::from_be_bytes([f[82], f[83]]) {
+                0x0800 => f[85] = (f[85] & !3) | inner,
+                0x86dd => f[85] = (f[85] & !0x30) | inner << 4,
+                _ => {}
+            }
+            if f[82..84] == [0x08, 0x00] {
+                f[94..96].fill(0);
+                let c = inject::checksum(&f[84..104]);
+                f[94..96].copy_from_slice(&c.to_be_bytes());
+            }
+            fix_csum6(&mut f);
+        }
+        Outer6Mutation::Padding(n) => f.extend(std::iter::repeat_n(0u8, n)),
+    }
+    f
+}
+
+/// VXLAN over IPv6 on the underlay, valid and mutated (truncated, a flipped byte with or
+/// without its checksum fixed, an extension header, a zero or offload-only checksum, wrong
+/// lengths, ECN, padding) around inner frames with and without their own L4 checksum:
+/// TC delivers, floods, drops or passes exactly as the model says, and XDP, which leaves
+/// VXLAN over IPv6 to TC, passes every frame unchanged.
+#[test]
+fn hostile_vxlan_over_ipv6_on_the_underlay_goes_where_the_model_says() -> Result<()> {
+    let tag = unique_tag("hu6");
+    let bed = Testbed::underlay_on(
+        &tag,
+        vec![Stack::vtep_with(&["--xdp-mode", "native"]), Stack::vtep()],
+        vtep_testbed::scenario::Underlay::V6,
+    )?;
+    let h1 = &bed.hosts[0];
+    for (i, (vni, mac)) in PORTS.iter().enumerate() {
+        let mac = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        h1.port(
+            &format!("{tag}p{i}"),
+            &mac,
+            &format!("12.12.12.{}", 10 + i),
+            *vni,
+        )?;
+    }
+    let dir = h1.pin_dir()?;
+    let tc =
+        SchedClassifier::from_pin(dir.join("prog_underlay_tc")).context("pinned TC program")?;
+    let xdp = Xdp::from_pin(
+        dir.join("prog_underlay_xdp"),
+        aya_obj::programs::XdpAttachType::Interface,
+    )
+    .context("pinned XDP program")?;
+    let _inside = netns::enter(&h1.ns)?;
+    let ctx = skb_ctx(ifindex(&h1.ns, "eth1")?);
+
+    let mutation = prop_oneof![
+        2 => Just(Outer6Mutation::None),
+        3 => (0usize..160).prop_map(Outer6Mutation::Truncate),
+        3 => (0usize..160, 1u8..=255).prop_map(|(o, b)| Outer6Mutation::Flip(o, b)),
+        3 => (0usize..160, 1u8..=255).prop_map(|(o, b)| Outer6Mutation::FlipValid(o, b)),
+        1 => Just(Outer6Mutation::HopByHop),
+        1 => any::<u16>().prop_map(Outer6Mutation::UdpPort),
+        1 => any::<u8>().prop_map(Outer6Mutation::Flags),
+        1 => (1u8..=255).prop_map(Outer6Mutation::ReservedVni),
+        1 => Just(Outer6Mutation::ZeroChecksum),
+        1 => Just(Outer6Mutation::Offloaded),
+        1 => (any::<bool>(), 0u16..200).prop_map(|(u, n)| Outer6Mutation::Length(u, n)),
+        3 => (0u8..4, 0u8..4).prop_map(|(o, i)| Outer6Mutation::Ecn(o, i)),
+        1 => (1usize..20).prop_map(Outer6Mutation::Padding),
+    ];
+    let mac = prop_oneof![
+        Just(M1),
+        Just(M2),
+        Just([0xff; 6]),
+        Just([0x33, 0x33, 0, 0, 0, 1]),
+        any::<[u8; 6]>()
+    ];
+    let frames = (
+        prop_oneof![Just(42u32), Just(43), Just(44), 0u32..=0xff_ffff],
+        mac,
+        0u8..3,
+        any::<u8>(),
+        prop::collection::vec(any::<u8>(), 0..80),
+        mutation,
+    )
+        .prop_map(|(vni, dst, kind, tos, payload, m)| {
+            apply_outer6(vxlan6(vni, &inner6(dst, kind, tos, &payload)), &m)
+        });
+    let mut runner = TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        max_global_rejects: 100_000,
+        ..Config::default()
+    });
+    let ran = std::cell::Cell::new(0u32);
+    // How often each verdict was due (pass, deliver, flood, drop): every one must be tried.
+    let seen = std::cell::Cell::new([0u32; 4]);
+    let result = runner.run(&frames, |frame| {
+        ran.set(ran.get() + 1);
+        let (expect, or_pass) = model_outer6(&frame);
+        let mut tally = seen.get();
+        tally[match expect {
+            Expect::Pass => 0,
+            Expect::Deliver(_) => 1,
+            Expect::Flood => 2,
+            Expect::Drop => 3,
+        }] += 1;
+        seen.set(tally);
+        let tc_run = run_tc(&tc, &frame, &ctx);
+        prop_assume!(!kernel_refuses(&tc_run, &frame));
+        let (verdict, out) = tc_run.map_err(|e| TestCaseError::fail(format!("TC: {e:#}")))?;
+        if or_pass && verdict == TC_ACT_OK {
+            prop_assert_eq!(&out, &frame, "TC changed a frame it passed");
+            return Ok(());
+        }
+        match &expect {
+            Expect::Pass if or_pass => prop_assert!(
+                verdict == TC_ACT_REDIRECT || verdict == TC_ACT_SHOT,
+                "verdict {}",
+                verdict
+            ),
+            Expect::Pass => {
+                prop_assert_eq!(verdict, TC_ACT_OK, "TC must pass it");
+                prop_assert_eq!(&out, &frame, "TC changed a frame it passed");
+            }
+            Expect::Deliver(inner) => {
+                prop_assert_eq!(verdict, TC_ACT_REDIRECT, "TC must deliver it");
+                prop_assert_eq!(&out[..inner.len()], &inner[..], "TC delivered other bytes");
+            }
+            Expect::Flood => prop_assert_eq!(verdict, TC_ACT_SHOT, "TC floods and consumes it"),
+            Expect::Drop => prop_assert_eq!(verdict, TC_ACT_SHOT, "TC must drop it"),
+        }
+        let (xdp_verdict, xdp_out) =
+            run_xdp(&xdp, &frame).map_err(|e| TestCaseError::fail(format!("XDP: {e:#}")))?;
+        prop_assert_eq!(xdp_verdict, XDP_PASS, "XDP must pass it on");
+        prop_assert_eq!(&xdp_out, &frame, "XDP changed a frame it passed");
+        Ok(())
+    });
+    result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert!(ran.get() >= cases(), "only {} frames ran", ran.get());
+    let tally = seen.get();
+    assert!(
+        tally.iter().all(|&n| n >= cases() / 5000),
+        "pass, deliver, flood, drop: {tally:?}"
+    );
+    eprintln!("pass, deliver, flood, drop: {tally:?}");
+    Ok(())
+}
