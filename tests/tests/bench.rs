@@ -7,7 +7,15 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 use vtep_testbed::{bench, netns::unique_tag};
 
-const TOPOLOGIES: [&str; 5] = ["plain", "floor", "kernel", "vtep_tc", "vtep_xdp"];
+const TOPOLOGIES: [&str; 7] = [
+    "plain",
+    "floor",
+    "kernel",
+    "vtep_tc",
+    "vtep_xdp",
+    "kernel_v6",
+    "vtep_v6",
+];
 const METRICS: [&str; 4] = [
     "tcp_1_stream_gbits",
     "tcp_4_streams_gbits",
@@ -65,7 +73,7 @@ fn quick_bench_writes_every_metric_for_every_topology_and_program() -> Result<()
         }
     }
     // The references do not depend on vtep: failing there is the harness's fault.
-    for t in ["plain", "floor", "kernel"] {
+    for t in ["plain", "floor", "kernel", "kernel_v6"] {
         for m in METRICS {
             assert!(
                 json["topologies"][t]["metrics"][m]["median"].is_f64(),

@@ -13,7 +13,9 @@ const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 430.0;
 const PLOT_TOP: f64 = 80.0;
 const PLOT_BOTTOM: f64 = 340.0;
-const COLORS: [&str; 5] = ["#9e9e9e", "#bab0ac", "#4e79a7", "#f28e2b", "#59a14f"];
+const COLORS: [&str; 7] = [
+    "#9e9e9e", "#bab0ac", "#4e79a7", "#f28e2b", "#59a14f", "#76b7b2", "#e15759",
+];
 
 /// One panel of grouped bars.
 struct Panel {
@@ -43,7 +45,7 @@ pub fn svg(report: &Report) -> String {
                 };
                 let values = Topology::ALL
                     .iter()
-                    .map(|&t| report.ratio(t, m, Topology::Kernel))
+                    .map(|&t| report.ratio(t, m, t.kernel()))
                     .collect();
                 (format!("{}|{better}", m.label()), values)
             })

@@ -118,10 +118,7 @@ impl Report {
                         .unwrap_or_default()
                         .to_json(),
                 );
-                entry.insert(
-                    "vs_kernel".into(),
-                    json!(self.ratio(t, m, Topology::Kernel)),
-                );
+                entry.insert("vs_kernel".into(), json!(self.ratio(t, m, t.kernel())));
                 entry.insert("vs_plain".into(), json!(self.ratio(t, m, Topology::Plain)));
                 metrics.insert(m.key().into(), Value::Object(entry));
             }
@@ -198,16 +195,17 @@ impl Report {
                 .ok();
             }
             s.push('\n');
-            for (name, base) in [
-                ("  vs kernel", Topology::Kernel),
-                ("  vs plain", Topology::Plain),
-            ] {
+            let bases: [(&str, fn(Topology) -> Topology); 2] = [
+                ("  vs kernel (same underlay)", Topology::kernel),
+                ("  vs plain", |_| Topology::Plain),
+            ];
+            for (name, base) in bases {
                 write!(s, "{name:<28}").ok();
                 for t in Topology::ALL {
                     write!(
                         s,
                         "{:>12}",
-                        self.ratio(t, m, base)
+                        self.ratio(t, m, base(t))
                             .map_or("-".into(), |r| format!("{r:.2}x"))
                     )
                     .ok();

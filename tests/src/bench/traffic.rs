@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 
 use super::{floor::Floor, Plan};
-use crate::{iperf, latency, ping, Overlay, Plain, Stack, Testbed};
+use crate::{iperf, latency, ping, scenario::Underlay, Overlay, Plain, Stack, Testbed};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Topology {
@@ -13,16 +13,28 @@ pub enum Topology {
     Kernel,
     VtepTc,
     VtepXdp,
+    Kernel6,
+    Vtep6,
 }
 
 impl Topology {
-    pub const ALL: [Topology; 5] = [
+    pub const ALL: [Topology; 7] = [
         Topology::Plain,
         Topology::Floor,
         Topology::Kernel,
         Topology::VtepTc,
         Topology::VtepXdp,
+        Topology::Kernel6,
+        Topology::Vtep6,
     ];
+
+    /// The kernel's setup on the same underlay: what "vs kernel" divides by.
+    pub fn kernel(self) -> Topology {
+        match self {
+            Topology::Kernel6 | Topology::Vtep6 => Topology::Kernel6,
+            _ => Topology::Kernel,
+        }
+    }
 
     pub fn key(self) -> &'static str {
         match self {
@@ -31,6 +43,8 @@ impl Topology {
             Topology::Kernel => "kernel",
             Topology::VtepTc => "vtep_tc",
             Topology::VtepXdp => "vtep_xdp",
+            Topology::Kernel6 => "kernel_v6",
+            Topology::Vtep6 => "vtep_v6",
         }
     }
 
@@ -43,6 +57,10 @@ impl Topology {
             Topology::Kernel => "bridge + kernel vxlan on each host, DESIGN.md's classic commands",
             Topology::VtepTc => "vtep, TC encap and TC decap (the default)",
             Topology::VtepXdp => "vtep, TC encap and native XDP decap (--xdp-mode native)",
+            Topology::Kernel6 => "bridge + kernel vxlan over an IPv6 underlay (UDP checksums on)",
+            Topology::Vtep6 => {
+                "vtep over an IPv6 underlay, TC encap and decap (vs kernel: vs kernel_v6)"
+            }
         }
     }
 
@@ -57,6 +75,16 @@ impl Topology {
                 let native = Stack::vtep_with(&["--xdp-mode", "native"]);
                 Box::new(Testbed::new(tag, [native.clone(), native])?)
             }
+            Topology::Kernel6 => Box::new(Testbed::new_on(
+                tag,
+                [Stack::Kernel, Stack::Kernel],
+                Underlay::V6,
+            )?),
+            Topology::Vtep6 => Box::new(Testbed::new_on(
+                tag,
+                [Stack::vtep(), Stack::vtep()],
+                Underlay::V6,
+            )?),
         };
         let [(c1, _), (_, ip2)] = overlay.endpoints();
         if !ping(c1, ip2, 1)? {
