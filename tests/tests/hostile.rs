@@ -318,49 +318,76 @@ fn cases() -> u32 {
         .unwrap_or(100_000)
 }
 
-#[test]
-fn hostile_frames_on_the_underlay_never_reach_the_wrong_place() -> Result<()> {
-    let tag = unique_tag("hx");
-    let bed = Testbed::underlay(
-        &tag,
-        vec![Stack::vtep_with(&["--xdp-mode", "native"]), Stack::vtep()],
-    )?;
-    let h1 = &bed.hosts[0];
-    for (i, (vni, mac)) in PORTS.iter().enumerate() {
-        let mac = mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        h1.port(
-            &format!("{tag}p{i}"),
-            &mac,
-            &format!("12.12.12.{}", 10 + i),
-            *vni,
-        )?;
-    }
-    let dir = h1.pin_dir()?;
-    let tc =
-        SchedClassifier::from_pin(dir.join("prog_underlay_tc")).context("pinned TC program")?;
-    let xdp = Xdp::from_pin(
-        dir.join("prog_underlay_xdp"),
-        aya_obj::programs::XdpAttachType::Interface,
-    )
-    .context("pinned XDP program")?;
-    let _inside = netns::enter(&h1.ns)?;
-    let ctx = skb_ctx(ifindex(&h1.ns, "eth1")?);
+/// Host 1 of a two-host testbed on `underlay` (native XDP decap), with PORTS, and its
+/// pinned underlay programs.
+struct UnderlayRig {
+    bed: Testbed,
+    tc: SchedClassifier,
+    xdp: Xdp,
+}
 
-    let mut runner = TestRunner::new(Config {
-        cases: cases(),
+impl UnderlayRig {
+    fn new(tag: &str, underlay: Underlay) -> Result<Self> {
+        let bed = Testbed::underlay_on(
+            tag,
+            vec![Stack::vtep_with(&["--xdp-mode", "native"]), Stack::vtep()],
+            underlay,
+        )?;
+        let h1 = &bed.hosts[0];
+        for (i, (vni, mac)) in PORTS.iter().enumerate() {
+            let mac = mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":");
+            h1.port(
+                &format!("{tag}p{i}"),
+                &mac,
+                &format!("12.12.12.{}", 10 + i),
+                *vni,
+            )?;
+        }
+        let dir = h1.pin_dir()?;
+        let tc =
+            SchedClassifier::from_pin(dir.join("prog_underlay_tc")).context("pinned TC program")?;
+        let xdp = Xdp::from_pin(
+            dir.join("prog_underlay_xdp"),
+            aya_obj::programs::XdpAttachType::Interface,
+        )
+        .context("pinned XDP program")?;
+        Ok(UnderlayRig { bed, tc, xdp })
+    }
+
+    /// The host's namespace, entered for BPF_PROG_TEST_RUN, and the __sk_buff of a frame
+    /// arriving on its underlay.
+    fn enter(&self) -> Result<(netns::Inside, Vec<u8>)> {
+        let ns = &self.bed.hosts[0].ns;
+        Ok((netns::enter(ns)?, skb_ctx(ifindex(ns, "eth1")?)))
+    }
+}
+
+/// A runner of `cases` cases that never persists failures.
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
         failure_persistence: None,
         max_global_rejects: 100_000,
         ..Config::default()
-    });
+    })
+}
+
+#[test]
+fn hostile_frames_on_the_underlay_never_reach_the_wrong_place() -> Result<()> {
+    let rig = UnderlayRig::new(&unique_tag("hx"), Underlay::V4)?;
+    let (tc, xdp) = (&rig.tc, &rig.xdp);
+    let (_inside, ctx) = rig.enter()?;
+
+    let mut runner = runner(cases());
     let ran = std::cell::Cell::new(0u32);
     let result = runner.run(&frames(), |frame| {
         ran.set(ran.get() + 1);
         let expect = model(&frame);
-        let tc_run = run_tc(&tc, &frame, &ctx);
+        let tc_run = run_tc(tc, &frame, &ctx);
         prop_assume!(!kernel_refuses(&tc_run, &frame));
         let (tc_verdict, tc_out) = tc_run.map_err(|e| TestCaseError::fail(format!("TC: {e:#}")))?;
         match &expect {
@@ -384,7 +411,7 @@ fn hostile_frames_on_the_underlay_never_reach_the_wrong_place() -> Result<()> {
             Expect::Drop => prop_assert_eq!(tc_verdict, TC_ACT_SHOT, "TC must drop it"),
         }
         let (xdp_verdict, xdp_out) =
-            run_xdp(&xdp, &frame).map_err(|e| TestCaseError::fail(format!("XDP: {e:#}")))?;
+            run_xdp(xdp, &frame).map_err(|e| TestCaseError::fail(format!("XDP: {e:#}")))?;
         match &expect {
             // On a veth underlay XDP decapsulates and hands the frame to TC to deliver, the
             // port in 8 bytes of metadata (which BPF_PROG_TEST_RUN returns in front).
@@ -475,12 +502,7 @@ fn from_a_port(underlay: Underlay) -> Result<()> {
         prop::collection::vec(any::<u8>(), 0..120),
     )
         .prop_map(|(d, s, t, body)| [&d[..], &s[..], &t.to_be_bytes(), &body].concat());
-    let mut runner = TestRunner::new(Config {
-        cases: cases() / 4,
-        failure_persistence: None,
-        max_global_rejects: 100_000,
-        ..Config::default()
-    });
+    let mut runner = runner(cases() / 4);
     // Where the outer UDP port and the VNI sit, and how long the outer headers are.
     let (ty, udp_port, vni_at, outer) = match underlay {
         Underlay::V6 => ([0x86, 0xdd], 56, 66, 70),
@@ -798,12 +820,7 @@ fn hostile_ipv6_from_a_port_is_answered_dropped_or_forwarded_as_the_model_says()
     ];
     let bases = ipv6_bases(me);
     let frame = (0..bases.len(), mutation).prop_map(move |(i, m)| apply6(bases[i].clone(), &m));
-    let mut runner = TestRunner::new(Config {
-        cases: cases() / 10,
-        failure_persistence: None,
-        max_global_rejects: 100_000,
-        ..Config::default()
-    });
+    let mut runner = runner(cases() / 10);
     let result = runner.run(&frame, |f| {
         prop_assume!(f.len() >= 54 && f[12..14] == [0x86, 0xdd]);
         let expect = model6(&f, me);
@@ -1107,36 +1124,9 @@ fn apply_outer6(mut f: Vec<u8>, m: &Outer6Mutation) -> Vec<u8> {
 /// VXLAN over IPv6 to TC, passes every frame unchanged.
 #[test]
 fn hostile_vxlan_over_ipv6_on_the_underlay_goes_where_the_model_says() -> Result<()> {
-    let tag = unique_tag("hu6");
-    let bed = Testbed::underlay_on(
-        &tag,
-        vec![Stack::vtep_with(&["--xdp-mode", "native"]), Stack::vtep()],
-        Underlay::V6,
-    )?;
-    let h1 = &bed.hosts[0];
-    for (i, (vni, mac)) in PORTS.iter().enumerate() {
-        let mac = mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        h1.port(
-            &format!("{tag}p{i}"),
-            &mac,
-            &format!("12.12.12.{}", 10 + i),
-            *vni,
-        )?;
-    }
-    let dir = h1.pin_dir()?;
-    let tc =
-        SchedClassifier::from_pin(dir.join("prog_underlay_tc")).context("pinned TC program")?;
-    let xdp = Xdp::from_pin(
-        dir.join("prog_underlay_xdp"),
-        aya_obj::programs::XdpAttachType::Interface,
-    )
-    .context("pinned XDP program")?;
-    let _inside = netns::enter(&h1.ns)?;
-    let ctx = skb_ctx(ifindex(&h1.ns, "eth1")?);
+    let rig = UnderlayRig::new(&unique_tag("hu6"), Underlay::V6)?;
+    let (tc, xdp) = (&rig.tc, &rig.xdp);
+    let (_inside, ctx) = rig.enter()?;
 
     let mutation = prop_oneof![
         2 => Just(Outer6Mutation::None),
@@ -1171,12 +1161,7 @@ fn hostile_vxlan_over_ipv6_on_the_underlay_goes_where_the_model_says() -> Result
         .prop_map(|(vni, dst, kind, tos, payload, m)| {
             apply_outer6(vxlan6(vni, &inner6(dst, kind, tos, &payload)), &m)
         });
-    let mut runner = TestRunner::new(Config {
-        cases: cases(),
-        failure_persistence: None,
-        max_global_rejects: 100_000,
-        ..Config::default()
-    });
+    let mut runner = runner(cases());
     let ran = std::cell::Cell::new(0u32);
     // How often each verdict was due (pass, deliver, flood, drop): every one must be tried.
     let seen = std::cell::Cell::new([0u32; 4]);
@@ -1191,7 +1176,7 @@ fn hostile_vxlan_over_ipv6_on_the_underlay_goes_where_the_model_says() -> Result
             Expect::Drop => 3,
         }] += 1;
         seen.set(tally);
-        let tc_run = run_tc(&tc, &frame, &ctx);
+        let tc_run = run_tc(tc, &frame, &ctx);
         prop_assume!(!kernel_refuses(&tc_run, &frame));
         let (verdict, out) = tc_run.map_err(|e| TestCaseError::fail(format!("TC: {e:#}")))?;
         if or_pass && verdict == TC_ACT_OK {
@@ -1216,7 +1201,7 @@ fn hostile_vxlan_over_ipv6_on_the_underlay_goes_where_the_model_says() -> Result
             Expect::Drop => prop_assert_eq!(verdict, TC_ACT_SHOT, "TC must drop it"),
         }
         let (xdp_verdict, xdp_out) =
-            run_xdp(&xdp, &frame).map_err(|e| TestCaseError::fail(format!("XDP: {e:#}")))?;
+            run_xdp(xdp, &frame).map_err(|e| TestCaseError::fail(format!("XDP: {e:#}")))?;
         prop_assert_eq!(xdp_verdict, XDP_PASS, "XDP must pass it on");
         prop_assert_eq!(&xdp_out, &frame, "XDP changed a frame it passed");
         Ok(())

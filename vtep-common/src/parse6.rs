@@ -107,14 +107,14 @@ pub fn parse_vxlan6(
 }
 
 /// How much of the inner packet (of type `ethertype`, whose first 40 network-header bytes
-/// are `l3`) the checksum needs summed beyond the headers: `Ok(sum)` when its L4 checksum
-/// stands in for the rest, `Err(())` when every byte after the inner Ethernet header must
-/// be summed.
+/// are `l3`) the checksum needs summed beyond the headers: the sum when its L4 checksum
+/// stands in for the rest, None when every byte after the inner Ethernet header must be
+/// summed.
 #[inline(always)]
-pub fn inner_part(ethertype: u16, l3: &[u8; 40]) -> Result<u32, ()> {
+pub fn inner_part(ethertype: u16, l3: &[u8; 40]) -> Option<u32> {
     match outer6::inner(ethertype, l3) {
-        Inner::Headers { ip_len, l4 } => Ok(outer6::sum16(&l3[..ip_len.min(40)], l4)),
-        Inner::Whole => Err(()),
+        Inner::Headers { ip_len, l4 } => Some(outer6::sum16(&l3[..ip_len.min(40)], l4)),
+        Inner::Whole => None,
     }
 }
 
@@ -193,10 +193,7 @@ mod tests {
     fn verify(f: &[u8]) -> bool {
         let d = parse_vxlan6(&head(f), f.len(), &LOCAL, 4789, false).unwrap();
         let l3: [u8; 40] = f[DECAP6_MIN..DECAP6_MIN + 40].try_into().unwrap();
-        let inner = match inner_part(0x0800, &l3) {
-            Ok(s) => s,
-            Err(()) => outer6::sum16(&f[DECAP6_MIN..], 0),
-        };
+        let inner = inner_part(0x0800, &l3).unwrap_or_else(|| outer6::sum16(&f[DECAP6_MIN..], 0));
         csum_ok(d.head_sum, inner)
     }
 

@@ -86,3 +86,18 @@ fn diff(bytes: *const u8, n: u32, seed: u32) -> Option<u32> {
     let s = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, bytes as *mut u32, n, seed) };
     (s >= 0).then_some(s as u32)
 }
+
+/// Copies the first 40 bytes of an inner network header, at `off`, to `l3`: what
+/// `outer6::inner` reads to decide how much of the packet a checksum must sum. False when
+/// the frame ends sooner.
+#[inline(always)]
+pub fn load_l3(ctx: &TcContext, off: u32, l3: &mut [u8; 40]) -> bool {
+    unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            off,
+            l3.as_mut_ptr() as *mut c_void,
+            40,
+        ) == 0
+    }
+}

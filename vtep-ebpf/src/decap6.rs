@@ -2,13 +2,7 @@
 //! to TC): the checks of `vtep_common::parse6`, the outer UDP checksum, then the same
 //! delivery as for IPv4.
 
-use core::ffi::c_void;
-
-use aya_ebpf::{
-    bindings::TC_ACT_OK,
-    helpers::{bpf_skb_change_tail, bpf_skb_load_bytes},
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_skb_change_tail, programs::TcContext};
 use vtep_common::{
     counter,
     outer6::ENCAP6_LEN,
@@ -79,17 +73,10 @@ fn classify(ctx: &TcContext, cfg: &Config) -> Result<Found, u32> {
 #[inline(always)]
 fn checksum_ok(ctx: &TcContext, p: &parse6::Decap6, inner_eth: &[u8; ETH_LEN]) -> bool {
     let mut l3 = [0u8; 40];
-    let loaded = unsafe {
-        bpf_skb_load_bytes(
-            ctx.skb.skb as *const c_void,
-            DECAP6_MIN as u32,
-            l3.as_mut_ptr() as *mut c_void,
-            40,
-        )
-    } == 0;
+    let loaded = csum::load_l3(ctx, DECAP6_MIN as u32, &mut l3);
     let ethertype = u16::from_be_bytes([inner_eth[12], inner_eth[13]]);
     let inner = match loaded.then(|| parse6::inner_part(ethertype, &l3)) {
-        Some(Ok(sum)) => Some(sum),
+        Some(Some(sum)) => Some(sum),
         // Summed to the frame's end: a VXLAN frame over IPv6 (84 bytes at least) is never
         // padded to Ethernet's minimum, and other padding fails the check.
         _ => csum::sum_from(ctx, DECAP6_MIN as u32),

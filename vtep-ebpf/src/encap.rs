@@ -271,6 +271,18 @@ pub struct NextHop {
 }
 
 impl NextHop {
+    /// Where the FIB helper would refuse (no IP forwarding on the underlay): straight to
+    /// the kernel, which only resolves the neighbour of a VTEP `on_link`.
+    #[inline(always)]
+    pub const fn without_fib(on_link: bool, cfg: &Config) -> Self {
+        let route = if on_link {
+            Route::OnLink
+        } else {
+            Route::Unresolved
+        };
+        Self::by_kernel(route, cfg.underlay_ifindex)
+    }
+
     /// A hop the kernel resolves, out of the underlay device.
     pub const fn by_kernel(route: Route, ifindex: u32) -> Self {
         NextHop {
@@ -370,14 +382,24 @@ pub fn unicast(
 /// a constant MAC: the underlay may change under us).
 pub fn next_hop(ctx: &TcContext, cfg: &Config, remote_ip: [u8; 4]) -> Option<NextHop> {
     if cfg.fib_ok == 0 {
-        // The FIB helper would refuse (no IP forwarding): skip straight to the kernel.
-        let route = if wire::same_subnet(cfg.local_ip, remote_ip, cfg.onlink_prefix) {
-            Route::OnLink
-        } else {
-            Route::Unresolved
-        };
-        return Some(NextHop::by_kernel(route, cfg.underlay_ifindex));
+        let on_link = wire::same_subnet(cfg.local_ip, remote_ip, cfg.onlink_prefix);
+        return Some(NextHop::without_fib(on_link, cfg));
     }
+    route(ctx, cfg, |fib| {
+        fib.family = AF_INET;
+        fib.__bindgen_anon_2.tos = 0;
+        fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(cfg.local_ip);
+        fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(remote_ip);
+    })
+}
+
+/// The next hop of either family from the FIB, asked the query `address` completes.
+#[inline(always)]
+pub fn route(
+    ctx: &TcContext,
+    cfg: &Config,
+    address: impl FnOnce(&mut FibLookup),
+) -> Option<NextHop> {
     // In a per-CPU scratch slot, not on the stack: a flood copy looks its hop up from a
     // bpf_loop callback, and the kernel allows 512 bytes of stack for the whole call chain
     // (6.1 counted 544 with this struct on it). Every input field is written each time;
@@ -386,21 +408,18 @@ pub fn next_hop(ctx: &TcContext, cfg: &Config, remote_ip: [u8; 4]) -> Option<Nex
         return Some(NextHop::by_kernel(Route::Unresolved, cfg.underlay_ifindex));
     };
     let fib = unsafe { &mut *fib };
-    fib.family = AF_INET;
     fib.l4_protocol = 0;
     fib.sport = 0;
     fib.dport = 0;
     fib.__bindgen_anon_1.tot_len = 0;
     fib.ifindex = cfg.underlay_ifindex;
-    fib.__bindgen_anon_2.tos = 0;
-    fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(cfg.local_ip);
-    fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(remote_ip);
+    address(fib);
     fib_answer(ctx, fib, cfg)
 }
 
 /// Asks the FIB about the query in `fib` (either family).
 #[inline(always)]
-pub fn fib_answer(ctx: &TcContext, fib: &mut FibLookup, cfg: &Config) -> Option<NextHop> {
+fn fib_answer(ctx: &TcContext, fib: &mut FibLookup, cfg: &Config) -> Option<NextHop> {
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.skb.skb as *mut c_void,

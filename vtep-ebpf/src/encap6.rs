@@ -9,9 +9,7 @@
 //! that trust CHECKSUM_PARTIAL (a veth peer) accept, but not right for segments a NIC or
 //! software GSO would cut from it (see `inner_sum`).
 
-use core::ffi::c_void;
-
-use aya_ebpf::{helpers::bpf_skb_load_bytes, programs::TcContext};
+use aya_ebpf::programs::TcContext;
 use vtep_common::{
     outer6::{self, Inner, Outer6, ENCAP6_LEN},
     wire::{ETH_LEN, MAX_VLAN_TAGS, VLAN_LEN},
@@ -20,8 +18,8 @@ use vtep_common::{
 
 use crate::{
     csum,
-    encap::{self, NextHop, Route, Tunnel, AF_INET6},
-    maps::{FIB_SCRATCH, OUTER6_SCRATCH, SUM_SCRATCH},
+    encap::{self, NextHop, Tunnel, AF_INET6},
+    maps::{OUTER6_SCRATCH, SUM_SCRATCH},
 };
 
 /// The one's-complement sum of the inner frame (its Ethernet header as the tunnel will
@@ -58,18 +56,11 @@ fn head_sum(ctx: &TcContext, cfg: &Config, t: &Tunnel, whole_from: &mut u32) -> 
         head = outer6::sum16(tag, head);
     }
     let l3_off = ENCAP6_LEN + ETH_LEN + t.tags.n.min(MAX_VLAN_TAGS) * VLAN_LEN;
-    // In per-CPU scratch, not on the stack: this frame stacks on the port program's, and
-    // the sum's bpf_loop callback on this one (512 bytes in all).
+    // In per-CPU scratch, not on the stack: this frame stacks on its program's and on
+    // `address_unicast`'s (512 bytes in all).
     let buf = SUM_SCRATCH.get_ptr_mut(0)?;
     let l3 = unsafe { &mut *(buf as *mut [u8; 40]) };
-    let loaded = unsafe {
-        bpf_skb_load_bytes(
-            ctx.skb.skb as *const c_void,
-            l3_off as u32,
-            l3.as_mut_ptr() as *mut c_void,
-            40,
-        )
-    } == 0;
+    let loaded = csum::load_l3(ctx, l3_off as u32, l3);
     let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
     let class = if loaded {
         outer6::inner(ethertype, l3)
@@ -167,29 +158,17 @@ pub fn address(ctx: &TcContext, cfg: &Config, t: &Tunnel, to: &To6) -> bool {
 #[inline(always)]
 pub fn next_hop(ctx: &TcContext, cfg: &Config, remote: &[u8; 16]) -> Option<NextHop> {
     if cfg.fib6_ok == 0 {
-        let route = if outer6::same_subnet6(&cfg.local_ip6, remote, cfg.onlink_prefix6) {
-            Route::OnLink
-        } else {
-            Route::Unresolved
-        };
-        return Some(NextHop::by_kernel(route, cfg.underlay_ifindex));
+        let on_link = outer6::same_subnet6(&cfg.local_ip6, remote, cfg.onlink_prefix6);
+        return Some(NextHop::without_fib(on_link, cfg));
     }
-    let Some(fib) = FIB_SCRATCH.get_ptr_mut(0) else {
-        return Some(NextHop::by_kernel(Route::Unresolved, cfg.underlay_ifindex));
-    };
-    let fib = unsafe { &mut *fib };
     let words = |a: &[u8; 16]| {
         let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
         [w(0), w(4), w(8), w(12)]
     };
-    fib.family = AF_INET6;
-    fib.l4_protocol = 0;
-    fib.sport = 0;
-    fib.dport = 0;
-    fib.__bindgen_anon_1.tot_len = 0;
-    fib.ifindex = cfg.underlay_ifindex;
-    fib.__bindgen_anon_2.flowinfo = 0;
-    fib.__bindgen_anon_3.ipv6_src = words(&cfg.local_ip6);
-    fib.__bindgen_anon_4.ipv6_dst = words(remote);
-    encap::fib_answer(ctx, fib, cfg)
+    encap::route(ctx, cfg, |fib| {
+        fib.family = AF_INET6;
+        fib.__bindgen_anon_2.flowinfo = 0;
+        fib.__bindgen_anon_3.ipv6_src = words(&cfg.local_ip6);
+        fib.__bindgen_anon_4.ipv6_dst = words(remote);
+    })
 }

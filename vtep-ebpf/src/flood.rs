@@ -3,7 +3,9 @@
 //!
 //! Lists are walked with `bpf_loop` (Linux 5.17): the verifier checks the callback once,
 //! whatever the list's length, so a list of 4,096 costs it no more than one of 16. The
-//! callbacks find the frame through a pointer to the caller's stack (the `Walk`).
+//! callbacks find the frame through a pointer to the caller's stack (the `Walk`). It runs
+//! in `vtep_flood` (see `tail`), whose stack the callbacks and the IPv6 headers they write
+//! stack on.
 
 use core::ffi::c_void;
 
@@ -143,8 +145,6 @@ fn first(cfg: &Config) -> Family {
 /// knows goes straight out; the others take the detour through the underlay's ingress,
 /// where the kernel resolves it. Straight out matters for long lists: every detour waits
 /// in the CPU's backlog (netdev_max_backlog, 1,000 by default) until this program returns.
-/// Not inlined: its tunnel and walk would crowd the port program's stack frame, which
-/// the walk's callbacks stack on.
 #[inline(always)]
 fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, eth: &[u8; ETH_LEN]) {
     let first = first(cfg);
@@ -183,7 +183,6 @@ fn remote(ctx: &TcContext, cfg: &Config, vni: u32, len: u32, eth: &[u8; ETH_LEN]
 }
 
 /// The second walk of a list holding both families: grown for IPv6, to its IPv6 VTEPs.
-/// Not inlined: verified once, not once per caller of `from_port`.
 #[inline(always)]
 fn then_ipv6(ctx: &TcContext, walk: &mut VtepWalk, len: u32) {
     let (cfg, tunnel) = unsafe { (&*walk.cfg, &*walk.tunnel) };

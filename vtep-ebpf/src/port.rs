@@ -19,8 +19,8 @@ use crate::{
 };
 
 /// The port's verdict on a frame it sent, counted once (here, or by the program it hands
-/// the frame on to). Inlined: a tail call from a BPF function would cap the frames under it
-/// at 256 bytes.
+/// the frame on to). Inlined: the verifier refuses a tail call from a BPF function whose
+/// callers' frames take 256 bytes or more.
 #[inline(always)]
 pub fn ingress(ctx: &TcContext) -> i32 {
     verdict(ctx).finish()

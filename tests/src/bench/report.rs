@@ -195,11 +195,13 @@ impl Report {
                 .ok();
             }
             s.push('\n');
-            let bases: [(&str, fn(Topology) -> Topology); 2] = [
-                ("  vs kernel (same underlay)", Topology::kernel),
+            for (name, base) in [
+                (
+                    "  vs kernel (same underlay)",
+                    Topology::kernel as fn(_) -> _,
+                ),
                 ("  vs plain", |_| Topology::Plain),
-            ];
-            for (name, base) in bases {
+            ] {
                 write!(s, "{name:<28}").ok();
                 for t in Topology::ALL {
                     write!(
